@@ -1,0 +1,1 @@
+"""xuncha_flow."""
