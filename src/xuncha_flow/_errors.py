@@ -56,7 +56,9 @@ class InvalidDefinition(XunchaError, ValueError):
     ``problems`` lists every failed check; ``states`` names the offending states.
     """
 
-    def __init__(self, definition: str, problems: Sequence[str], states: Iterable[str] = ()) -> None:
+    def __init__(
+        self, definition: str, problems: Sequence[str], states: Iterable[str] = ()
+    ) -> None:
         self.definition = definition
         self.problems = tuple(problems)
         self.states = tuple(sorted(set(states)))
@@ -125,7 +127,9 @@ class SeparationOfDuties(PermissionDenied):
 class TransitionNotAllowed(XunchaError, RuntimeError):
     """The event cannot be fired from the subject's current state."""
 
-    def __init__(self, *, subject: str, state: str, event: str, allowed: Iterable[str] = ()) -> None:
+    def __init__(
+        self, *, subject: str, state: str, event: str, allowed: Iterable[str] = ()
+    ) -> None:
         self.subject = subject
         self.state = state
         self.event = event

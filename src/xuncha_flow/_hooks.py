@@ -1,0 +1,119 @@
+"""Host hooks: how an embedding system takes part in a command.
+
+The order, for every command (tested in ``tests/test_hooks.py``):
+
+1. the command is parsed and its payload validated;
+2. the subject is looked up, the transition found, the actor authorized and the
+   guards evaluated (``transitions`` conditions);
+3. **before hooks** run, in registration order, with the planned transition.
+   A before hook may refuse the command by raising (:class:`~xuncha_flow.Vetoed`,
+   or any error, which is wrapped in :class:`~xuncha_flow.HookFailed`); nothing
+   has changed yet;
+4. the events are built and applied to the round's state, the command's own event
+   first, then the automatic follow-ups it causes;
+5. **after hooks** run, in registration order, with all the command's events and
+   the new state, inside the command's unit of work: if one raises, the state is
+   rolled back and nothing is written;
+6. the events are appended to the log in one atomic append; a
+   :class:`~xuncha_flow.ConcurrencyConflict` also rolls the state back;
+7. the events are returned.
+
+A hook registered with ``types`` runs only for commands whose events include one
+of those types (``"item.close"``, ``"unit.approve_plan"``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from ._errors import HookFailed, XunchaError
+
+if TYPE_CHECKING:
+    from ._commands import Command
+    from ._events import Event
+    from ._model import RoundState
+
+__all__ = ["AfterContext", "BeforeContext", "Hooks"]
+
+
+@attrs.frozen
+class BeforeContext:
+    """What a before hook sees: the command and the transition it will make."""
+
+    command: Command
+    state: RoundState
+    """The round as it is now (read it, do not change it)."""
+    type: str
+    """``"<kind>.<event>"`` of the command's own event."""
+    from_state: str | None
+    to_state: str
+
+
+@attrs.frozen
+class AfterContext:
+    """What an after hook sees: every event the command produced, and the new state."""
+
+    command: Command
+    events: tuple[Event, ...]
+    state: RoundState
+
+
+BeforeHook = Callable[[BeforeContext], Any]
+AfterHook = Callable[[AfterContext], Any]
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+class Hooks:
+    """A registry of before and after hooks. Methods double as decorators."""
+
+    def __init__(self) -> None:
+        self._before: list[tuple[BeforeHook, frozenset[str] | None]] = []
+        self._after: list[tuple[AfterHook, frozenset[str] | None]] = []
+
+    def before(self, fn: H, *, types: Collection[str] | None = None) -> H:
+        self._before.append((fn, frozenset(types) if types is not None else None))
+        return fn
+
+    def after(self, fn: H, *, types: Collection[str] | None = None) -> H:
+        self._after.append((fn, frozenset(types) if types is not None else None))
+        return fn
+
+    def on(self, *types: str) -> Callable[[H], H]:
+        """Decorator: ``@hooks.on("item.close")`` registers an after hook for those types."""
+
+        def register(fn: H) -> H:
+            return self.after(fn, types=types)
+
+        return register
+
+    def run_before(self, ctx: BeforeContext) -> None:
+        for fn, types in self._before:
+            if types is None or ctx.type in types:
+                _call(fn, ctx, "before")
+
+    def run_after(self, ctx: AfterContext) -> None:
+        seen = {e.type for e in ctx.events}
+        for fn, types in self._after:
+            if types is None or seen & types:
+                _call(fn, ctx, "after")
+
+    def __len__(self) -> int:
+        return len(self._before) + len(self._after)
+
+
+def _call(fn: Callable[[Any], Any], ctx: Any, phase: str) -> None:
+    try:
+        fn(ctx)
+    except XunchaError:
+        raise
+    except Exception as exc:
+        raise HookFailed(
+            hook=_name(fn), phase=phase, message=f"{type(exc).__name__}: {exc}"
+        ) from exc

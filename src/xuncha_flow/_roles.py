@@ -1,0 +1,110 @@
+"""Roles, actors and the role policy (DOMAIN.md §2).
+
+Separation of duties is a rule, not a courtesy: "巡察办管巡、监督办管督、被巡察单位管改".
+The organization that rectifies never verifies or closes its own item; which body
+verifies is a :class:`RolePolicy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+import attrs
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Actor", "Role", "RolePolicy"]
+
+
+class Role(StrEnum):
+    """Who may act. Values are stable stored identifiers."""
+
+    LEADING_GROUP = "leading_group"
+    SECRETARY_MEETING = "secretary_meeting"
+    INSPECTION_OFFICE = "inspection_office"
+    INSPECTION_TEAM = "inspection_team"
+    SUPERVISION_OFFICE = "supervision_office"
+    DISCIPLINE_COMMISSION = "discipline_commission"
+    ORGANIZATION_DEPARTMENT = "organization_department"
+    INSPECTED_ORGANIZATION = "inspected_organization"
+    FUNCTIONAL_DEPARTMENT = "functional_department"
+
+    @property
+    def label(self) -> str:
+        """The Chinese name of the role."""
+        return _LABELS[self]
+
+
+_LABELS: dict[Role, str] = {
+    Role.LEADING_GROUP: "巡察工作领导小组",
+    Role.SECRETARY_MEETING: "党委书记专题会",
+    Role.INSPECTION_OFFICE: "巡察办",
+    Role.INSPECTION_TEAM: "巡察组",
+    Role.SUPERVISION_OFFICE: "整改监督办公室",
+    Role.DISCIPLINE_COMMISSION: "纪委监委",
+    Role.ORGANIZATION_DEPARTMENT: "组织部",
+    Role.INSPECTED_ORGANIZATION: "被巡察党组织",
+    Role.FUNCTIONAL_DEPARTMENT: "职能部门",
+}
+
+
+class Actor(BaseModel):
+    """A person acting in a role for an organization. Every command carries one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=128, description="person id")
+    role: Role
+    organization: str = Field(
+        min_length=1, max_length=128, description="id of the organization the person acts for"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.id}@{self.organization}"
+
+
+def _role_set(values: Iterable[Role | str]) -> frozenset[Role]:
+    roles = frozenset(Role(v) for v in values)
+    if not roles:
+        raise ValueError("a role set may not be empty")
+    return roles
+
+
+@attrs.frozen
+class RolePolicy:
+    """Which bodies verify, close, reject and withdraw rectified items.
+
+    The inspected organization can never be a verifier: the body that rectifies
+    never checks its own work. Presets follow DOMAIN.md §2:
+
+    * :meth:`supervision_office` — 监督办 verifies (the "一组两办 / 巡督分离" model, the default);
+    * :meth:`joint_supervision` — 巡察办 + 纪委监委 + 组织部 where there is no 监督办;
+    * :meth:`three_party` — 巡察办 + 巡察组 check together with the unit [practice];
+      the unit takes part in the check but the record is signed by the office or team.
+    """
+
+    verifiers: frozenset[Role] = attrs.field(converter=_role_set)
+    name: str = "custom"
+
+    def __attrs_post_init__(self) -> None:
+        if Role.INSPECTED_ORGANIZATION in self.verifiers:
+            raise ValueError(
+                "the inspected organization cannot verify or close items (separation of duties)"
+            )
+
+    @classmethod
+    def supervision_office(cls) -> RolePolicy:
+        return cls(frozenset({Role.SUPERVISION_OFFICE}), name="supervision_office")
+
+    @classmethod
+    def joint_supervision(cls) -> RolePolicy:
+        return cls(
+            frozenset(
+                {Role.INSPECTION_OFFICE, Role.DISCIPLINE_COMMISSION, Role.ORGANIZATION_DEPARTMENT}
+            ),
+            name="joint_supervision",
+        )
+
+    @classmethod
+    def three_party(cls) -> RolePolicy:
+        return cls(frozenset({Role.INSPECTION_OFFICE, Role.INSPECTION_TEAM}), name="three_party")

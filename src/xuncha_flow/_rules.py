@@ -1,0 +1,473 @@
+"""The process rules: guards and authorization, in one place.
+
+A guard is a named function of a :class:`GuardContext` that yields a
+:class:`~xuncha_flow.RuleViolation` for each rule it finds broken, naming the ids
+concerned ("3 items unclaimed: P-12, P-17, P-31"). Definitions refer to guards by
+name; :data:`GUARDS` is the registry of the built-in ones.
+
+:func:`authorize` decides whether an actor may fire a transition: the role must be
+one the transition allows, an inspected organization acts only on its own items,
+a team only on the units it inspects, a lead's receiver only on leads sent to it,
+and for transitions marked ``independent`` (verify, close, reject, withdraw after
+feedback) the actor's organization must not be the one that rectifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+from pydantic import BaseModel
+
+from ._definition import Definition
+from ._errors import NotFound, PermissionDenied, RuleViolation, SeparationOfDuties
+from ._model import Item, Lead, Measure, RoundState, Unit
+from ._roles import Actor, Role, RolePolicy
+
+__all__ = ["GUARDS", "GuardContext", "authorize", "unit_of"]
+
+Guard = Callable[["GuardContext"], Iterable[RuleViolation]]
+
+# Stored state values the rules look at. Kept here so a reader sees every one.
+ITEM_DONE = frozenset({"closed", "withdrawn"})
+ITEM_PLANNABLE = frozenset({"claimed", "planned", "rectifying", "long_term"})
+ITEM_SETTLED_FOR_REPORT = frozenset({"confirmed", "closed", "withdrawn"})
+MEASURE_LIVE = frozenset({"planned", "in_progress", "done"})
+LEAD_ROLE = {
+    "discipline_commission": Role.DISCIPLINE_COMMISSION,
+    "organization_department": Role.ORGANIZATION_DEPARTMENT,
+    "other": Role.FUNCTIONAL_DEPARTMENT,
+}
+
+
+@attrs.frozen
+class GuardContext:
+    """What a guard may look at. Guards only read; they never change anything."""
+
+    state: RoundState
+    kind: str
+    subject: str
+    record: Any
+    """The subject's current record; None for a creation event."""
+    actor: Actor
+    payload: BaseModel
+    attachments: tuple[str, ...]
+    reason: str | None
+    now: datetime
+    policy: RolePolicy
+    definitions: Mapping[str, Definition]
+
+    def rank(self, kind: str, value: str) -> int:
+        return self.definitions[kind].state_by_value(value).rank
+
+    @property
+    def round_state(self) -> str:
+        assert self.state.round is not None
+        return self.state.round.state
+
+
+def _ids(items: Iterable[Any], limit: int = 20) -> str:
+    ids = [i.id for i in items]
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _violation(rule: str, bad: list[Any], noun: str, what: str) -> Iterator[RuleViolation]:
+    if bad:
+        yield RuleViolation(
+            rule, f"{_count(len(bad), noun)} {what}: {_ids(bad)}", tuple(b.id for b in bad)
+        )
+
+
+# -- round ---------------------------------------------------------------------------
+def round_has_units(ctx: GuardContext) -> Iterator[RuleViolation]:
+    assert ctx.state.round is not None
+    if not ctx.state.round.unit_ids:
+        yield RuleViolation("round_has_units", "the round inspects no unit yet")
+
+
+def _units_reached(rule: str, unit_state: str, what: str) -> Guard:
+    def guard(ctx: GuardContext) -> Iterator[RuleViolation]:
+        need = ctx.rank("unit", unit_state)
+        behind = [u for u in ctx.state.units.values() if ctx.rank("unit", u.state) < need]
+        yield from _violation(rule, behind, "unit", what)
+
+    guard.__name__ = rule
+    return guard
+
+
+def round_accepts_units(ctx: GuardContext) -> Iterator[RuleViolation]:
+    if ctx.round_state not in ("prepare", "mobilize"):
+        yield RuleViolation(
+            "round_accepts_units", f"units are added while preparing, not in {ctx.round_state!r}"
+        )
+
+
+def round_transfers_leads(ctx: GuardContext) -> Iterator[RuleViolation]:
+    if ctx.round_state in ("prepare", "mobilize", "archived"):
+        yield RuleViolation(
+            "round_transfers_leads",
+            f"leads are transferred from on-site on, not in {ctx.round_state!r}",
+        )
+
+
+# -- unit ----------------------------------------------------------------------------
+def unit_items_settled(ctx: GuardContext) -> Iterator[RuleViolation]:
+    open_ = [i for i in ctx.state.unit_items(ctx.subject) if i.state not in ITEM_SETTLED_FOR_REPORT]
+    yield from _violation(
+        "unit_items_settled", open_, "item", "not yet confirmed, withdrawn or fixed on site"
+    )
+
+
+def feedback_date_valid(ctx: GuardContext) -> Iterator[RuleViolation]:
+    delivered = ctx.payload.delivered_on
+    unit: Unit = ctx.record
+    today = ctx.now.date()
+    if delivered > today:
+        yield RuleViolation("feedback_date_valid", f"feedback date {delivered} lies in the future")
+    if unit.onsite_start is not None and delivered < unit.onsite_start:
+        yield RuleViolation(
+            "feedback_date_valid",
+            f"feedback date {delivered} is before the on-site period began ({unit.onsite_start})",
+        )
+
+
+def _measures(state: RoundState, item: Item) -> list[Measure]:
+    return [state.measures[m] for m in item.measure_ids if state.measures[m].state in MEASURE_LIVE]
+
+
+def _missing(m: Measure) -> list[str]:
+    gaps = []
+    if not m.responsible_leader:
+        gaps.append("responsible leader")
+    if not m.responsible_person:
+        gaps.append("responsible person")
+    if m.due_date is None:
+        gaps.append("due date")
+    return gaps
+
+
+def plan_complete(ctx: GuardContext) -> Iterator[RuleViolation]:
+    """Every fed-back item claimed with at least one measure, each measure with a
+    responsible leader, a responsible person and a due date."""
+    unclaimed: list[Item] = []
+    bare: list[Item] = []
+    incomplete: list[Measure] = []
+    for item in ctx.state.leaves(ctx.subject):
+        if item.state == "fed_back":
+            unclaimed.append(item)
+        elif item.state in ("claimed", "planned"):
+            measures = _measures(ctx.state, item)
+            if not measures:
+                bare.append(item)
+            incomplete.extend(m for m in measures if _missing(m))
+    yield from _violation("items_claimed", unclaimed, "item", "unclaimed")
+    yield from _violation("items_have_measures", bare, "item", "without a measure")
+    if incomplete:
+        detail = "; ".join(f"{m.id} (no {', '.join(_missing(m))})" for m in incomplete[:20])
+        yield RuleViolation(
+            "measures_complete",
+            f"{_count(len(incomplete), 'measure')} incomplete: {detail}",
+            tuple(m.id for m in incomplete),
+        )
+
+
+def rectification_done(ctx: GuardContext) -> Iterator[RuleViolation]:
+    """Each item closed, long-term with milestones, or withdrawn."""
+    open_ = [
+        i
+        for i in ctx.state.leaves(ctx.subject)
+        if i.state not in ITEM_DONE and not (i.state == "long_term" and i.milestones)
+    ]
+    yield from _violation("rectification_done", open_, "item", "still open")
+
+
+# -- item ----------------------------------------------------------------------------
+def _unit_state_in(rule: str, states: tuple[str, ...], what: str) -> Guard:
+    def guard(ctx: GuardContext) -> Iterator[RuleViolation]:
+        unit = unit_of(ctx.state, ctx.kind, ctx.record, ctx.payload)
+        if unit is not None and unit.state not in states:
+            yield RuleViolation(rule, f"unit {unit.id} is {unit.state!r}: {what}")
+
+    guard.__name__ = rule
+    return guard
+
+
+def children_are_new(ctx: GuardContext) -> Iterator[RuleViolation]:
+    taken = [c for c in ctx.payload.children if c.id in ctx.state.items]
+    yield from _violation("children_are_new", taken, "child id", "already in use")
+
+
+def has_complete_measures(ctx: GuardContext) -> Iterator[RuleViolation]:
+    item: Item = ctx.record
+    measures = _measures(ctx.state, item)
+    if not measures:
+        yield RuleViolation("items_have_measures", f"item {item.id} has no measure", (item.id,))
+    yield from _violation(
+        "measures_complete", [m for m in measures if _missing(m)], "measure", "incomplete"
+    )
+
+
+def milestone_open(ctx: GuardContext) -> Iterator[RuleViolation]:
+    item: Item = ctx.record
+    title = ctx.payload.title
+    match = [m for m in item.milestones if m.title == title]
+    if not match:
+        yield RuleViolation("milestone_open", f"item {item.id} has no milestone {title!r}")
+    elif match[0].done_on is not None:
+        yield RuleViolation("milestone_open", f"milestone {title!r} is already done")
+
+
+def evidence_attached(ctx: GuardContext) -> Iterator[RuleViolation]:
+    if not ctx.attachments:
+        yield RuleViolation(
+            "evidence_attached", f"item {ctx.subject}: a submission needs evidence (attachments)"
+        )
+
+
+def measures_done(ctx: GuardContext) -> Iterator[RuleViolation]:
+    item: Item = ctx.record
+    if item.immediate:
+        return
+    measures = _measures(ctx.state, item)
+    if not measures:
+        yield RuleViolation("measures_done", f"item {item.id} has no measure", (item.id,))
+    yield from _violation(
+        "measures_done", [m for m in measures if m.state != "done"], "measure", "not done"
+    )
+
+
+def milestones_done(ctx: GuardContext) -> Iterator[RuleViolation]:
+    item: Item = ctx.record
+    if item.state == "long_term":
+        pending = [m.title for m in item.milestones if m.done_on is None]
+        if pending:
+            yield RuleViolation(
+                "milestones_done",
+                f"{_count(len(pending), 'milestone')} not done: {', '.join(pending)}",
+            )
+
+
+def _submitted_from(value: str) -> Guard:
+    def guard(ctx: GuardContext) -> Iterator[RuleViolation]:
+        item: Item = ctx.record
+        if item.submission is None or item.submission.from_state != value:
+            yield RuleViolation(f"submitted_from_{value}", f"not submitted from {value!r}")
+
+    return guard
+
+
+def verified_submission(ctx: GuardContext) -> Iterator[RuleViolation]:
+    """Closing requires a submission with evidence, verified by an allowed verifier
+    from outside the rectifying organization."""
+    item: Item = ctx.record
+    unit = ctx.state.units[item.unit_id]
+    sub, ver = item.submission, item.verification
+    if sub is None or not sub.evidence:
+        yield RuleViolation(
+            "verified_submission", f"item {item.id} has no submission with evidence"
+        )
+    if ver is None:
+        yield RuleViolation("verified_submission", f"item {item.id} is not verified")
+    elif ver.by.role not in ctx.policy.verifiers or ver.by.organization == unit.organization_id:
+        yield RuleViolation(
+            "verified_submission", f"item {item.id} was verified by {ver.by}, who may not verify it"
+        )
+
+
+def reopen_allowed(ctx: GuardContext) -> Iterator[RuleViolation]:
+    item: Item = ctx.record
+    lookback = ctx.payload.lookback_round_id
+    if item.children:
+        yield RuleViolation(
+            "reopen_allowed", f"item {item.id} is refined: reopen the child items instead"
+        )
+    if lookback == ctx.state.stream:
+        yield RuleViolation("reopen_allowed", "a round cannot look back on itself")
+    unit = ctx.state.units[item.unit_id]
+    if ctx.rank("unit", unit.state) < ctx.rank("unit", "rectifying"):
+        yield RuleViolation(
+            "reopen_allowed", f"unit {unit.id} has not reached rectification ({unit.state!r})"
+        )
+
+
+def children_done(ctx: GuardContext) -> Iterator[RuleViolation]:
+    item: Item = ctx.record
+    open_ = [ctx.state.items[c] for c in item.children if ctx.state.items[c].state not in ITEM_DONE]
+    yield from _violation("children_done", open_, "child item", "still open")
+
+
+def some_child_closed(ctx: GuardContext) -> Iterator[RuleViolation]:
+    item: Item = ctx.record
+    if not any(ctx.state.items[c].state == "closed" for c in item.children):
+        yield RuleViolation("some_child_closed", f"no child of {item.id} is closed")
+
+
+# -- measure -------------------------------------------------------------------------
+def item_accepts_measures(ctx: GuardContext) -> Iterator[RuleViolation]:
+    item = ctx.state.items[ctx.payload.item_id]
+    if item.children:
+        yield RuleViolation(
+            "item_accepts_measures", f"item {item.id} is refined: measures belong to its children"
+        )
+    if item.state not in ITEM_PLANNABLE:
+        yield RuleViolation(
+            "item_accepts_measures", f"item {item.id} is {item.state!r}: measures follow a claim"
+        )
+
+
+def due_after_feedback(ctx: GuardContext) -> Iterator[RuleViolation]:
+    due = getattr(ctx.payload, "due_date", None)
+    if due is None:
+        return
+    unit = unit_of(ctx.state, ctx.kind, ctx.record, ctx.payload)
+    if unit is not None and unit.feedback_on is not None and due < unit.feedback_on:
+        yield RuleViolation(
+            "due_after_feedback", f"due date {due} is before the feedback date {unit.feedback_on}"
+        )
+
+
+def item_open(ctx: GuardContext) -> Iterator[RuleViolation]:
+    measure: Measure = ctx.record
+    item = ctx.state.items[measure.item_id]
+    if item.state in ITEM_DONE:
+        yield RuleViolation("item_open", f"item {item.id} is {item.state!r}")
+
+
+# -- lead ----------------------------------------------------------------------------
+def lead_items_exist(ctx: GuardContext) -> Iterator[RuleViolation]:
+    missing = [i for i in ctx.payload.item_ids if i not in ctx.state.items]
+    if missing:
+        yield RuleViolation(
+            "lead_items_exist",
+            f"{_count(len(missing), 'item')} unknown: {', '.join(missing)}",
+            tuple(missing),
+        )
+
+
+def report_after_transfer(ctx: GuardContext) -> Iterator[RuleViolation]:
+    lead: Lead = ctx.record
+    reported = ctx.payload.reported_on
+    if reported < lead.transferred_on:
+        yield RuleViolation(
+            "report_after_transfer",
+            f"report-back date {reported} is before the transfer ({lead.transferred_on})",
+        )
+    if reported > ctx.now.date():
+        yield RuleViolation(
+            "report_after_transfer", f"report-back date {reported} lies in the future"
+        )
+
+
+GUARDS: dict[str, Guard] = {
+    "round_has_units": round_has_units,
+    "round_accepts_units": round_accepts_units,
+    "round_transfers_leads": round_transfers_leads,
+    "units_left_site": _units_reached("units_left_site", "reporting", "still on site"),
+    "units_reports_decided": _units_reached(
+        "units_reports_decided", "report_decided", "without a decided report"
+    ),
+    "units_fed_back": _units_reached("units_fed_back", "fed_back", "not yet given feedback"),
+    "units_rectification_reported": _units_reached(
+        "units_rectification_reported", "rectification_reported", "without a rectification report"
+    ),
+    "units_published": _units_reached("units_published", "published", "not yet published"),
+    "units_evaluated": _units_reached("units_evaluated", "evaluated", "not yet evaluated"),
+    "unit_items_settled": unit_items_settled,
+    "feedback_date_valid": feedback_date_valid,
+    "plan_complete": plan_complete,
+    "rectification_done": rectification_done,
+    "unit_on_site": _unit_state_in("unit_on_site", ("onsite",), "immediate fixes happen on site"),
+    "unit_inspecting": _unit_state_in(
+        "unit_inspecting", ("onsite", "reporting"), "problems are recorded while inspecting"
+    ),
+    "children_are_new": children_are_new,
+    "has_complete_measures": has_complete_measures,
+    "milestone_open": milestone_open,
+    "evidence_attached": evidence_attached,
+    "measures_done": measures_done,
+    "milestones_done": milestones_done,
+    "is_immediate": _submitted_from("immediate"),
+    "is_long_term": _submitted_from("long_term"),
+    "verified_submission": verified_submission,
+    "reopen_allowed": reopen_allowed,
+    "children_done": children_done,
+    "some_child_closed": some_child_closed,
+    "item_accepts_measures": item_accepts_measures,
+    "due_after_feedback": due_after_feedback,
+    "item_open": item_open,
+    "lead_items_exist": lead_items_exist,
+    "report_after_transfer": report_after_transfer,
+}
+"""The built-in guards by name."""
+
+
+# -- authorization -------------------------------------------------------------------
+def unit_of(state: RoundState, kind: str, record: Any, payload: BaseModel) -> Unit | None:
+    """The inspected unit a subject belongs to (for a creation event, the one its
+    payload names). Raises :class:`NotFound` for a dangling reference."""
+    if kind == "unit" and record is not None:
+        return state.units[record.id]
+    if kind == "item":
+        unit_id = record.unit_id if record is not None else payload.unit_id
+        if unit_id not in state.units:
+            raise NotFound("unit", unit_id, state.stream)
+        return state.units[unit_id]
+    if kind == "measure":
+        item_id = record.item_id if record is not None else payload.item_id
+        if item_id not in state.items:
+            raise NotFound("item", item_id, state.stream)
+        return state.units[state.items[item_id].unit_id]
+    return None
+
+
+def authorize(ctx: GuardContext, *, event: str, roles: frozenset[Role], independent: bool) -> None:
+    """Raise :class:`PermissionDenied` (or :class:`SeparationOfDuties`) unless the
+    actor may fire ``event`` on the subject."""
+    actor = ctx.actor
+    label = f"{ctx.kind} {ctx.subject}"
+
+    def deny(reason: str, cls: type[PermissionDenied] = PermissionDenied) -> PermissionDenied:
+        return cls(
+            actor=actor.id,
+            role=actor.role.value,
+            event=event,
+            allowed_roles=[r.value for r in roles],
+            subject=label,
+            reason=reason,
+        )
+
+    if actor.role not in roles:
+        raise deny("")
+    unit = unit_of(ctx.state, ctx.kind, ctx.record, ctx.payload)
+    if unit is not None:
+        if actor.role is Role.INSPECTED_ORGANIZATION and actor.organization != unit.organization_id:
+            raise deny(
+                f"acts for {actor.organization!r}, but {label} belongs to {unit.organization_id!r}"
+            )
+        if (
+            actor.role is Role.INSPECTION_TEAM
+            and unit.team_id
+            and actor.organization != unit.team_id
+        ):
+            raise deny(
+                f"team {actor.organization!r} does not inspect unit {unit.id} ({unit.team_id!r} does)"
+            )
+        if independent and actor.organization == unit.organization_id:
+            raise deny(
+                f"{actor.organization!r} rectifies {label} and may not check its own work",
+                SeparationOfDuties,
+            )
+    if ctx.kind == "lead" and ctx.record is not None and actor.role in LEAD_ROLE.values():
+        lead: Lead = ctx.record
+        expected = LEAD_ROLE[lead.receiver]
+        if actor.role is not expected or actor.organization != lead.receiver_org:
+            raise deny(
+                f"lead {lead.id} was transferred to {lead.receiver_org!r} ({expected.value})"
+            )
