@@ -95,7 +95,7 @@ class TransitionSpec(_Spec):
     reason_required: bool = False
     independent: bool = Field(
         default=False,
-        description="separation of duties: the actor must not belong to the rectifying organization",
+        description="separation of duties: the actor may not belong to the rectifying unit",
     )
 
     @field_validator("source", mode="before")
@@ -301,7 +301,7 @@ def _check(data: DefinitionData, known_guards: frozenset[str]) -> tuple[list[str
                 lower = states[t.dest].rank < states[src].rank
                 if lower and not t.backward:
                     problems.append(
-                        f"{where} moves back from {src!r} to {t.dest!r} without being marked backward"
+                        f"{where} moves back from {src!r} to {t.dest!r} but is not marked backward"
                     )
                     bad.update((src, t.dest))
                 if t.backward and not lower:

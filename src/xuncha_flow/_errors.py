@@ -113,7 +113,8 @@ class PermissionDenied(XunchaError, PermissionError):
         self.subject = subject
         self.allowed_roles = tuple(sorted(allowed_roles))
         self.reason = reason or (
-            f"role {role!r} may not fire {event!r}; allowed: {', '.join(self.allowed_roles) or 'none'}"
+            f"role {role!r} may not fire {event!r}; "
+            f"allowed: {', '.join(self.allowed_roles) or 'none'}"
         )
         on = f" on {subject}" if subject else ""
         super().__init__(f"{actor} ({role}) may not fire {event!r}{on}: {self.reason}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from pydantic import BaseModel
@@ -24,6 +24,16 @@ from pydantic import BaseModel
 from ._definition import Definition
 from ._errors import NotFound, PermissionDenied, RuleViolation, SeparationOfDuties
 from ._model import Item, Lead, Measure, RoundState, Unit
+from ._payloads import (
+    AddMeasure,
+    CompleteMilestone,
+    DeliverFeedback,
+    RecordItem,
+    RefineItem,
+    ReopenItem,
+    ReportLeadBack,
+    TransferLead,
+)
 from ._roles import Actor, Role, RolePolicy
 
 __all__ = ["GUARDS", "GuardContext", "authorize", "unit_of"]
@@ -66,6 +76,19 @@ class GuardContext:
     def round_state(self) -> str:
         assert self.state.round is not None
         return self.state.round.state
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def _as(payload: BaseModel, cls: type[P]) -> P:
+    if not isinstance(payload, cls):
+        raise TypeError(f"expected a {cls.__name__} payload, got {type(payload).__name__}")
+    return payload
+
+
+def _p(ctx: GuardContext, cls: type[P]) -> P:
+    return _as(ctx.payload, cls)
 
 
 def _ids(items: Iterable[Any], limit: int = 20) -> str:
@@ -126,7 +149,7 @@ def unit_items_settled(ctx: GuardContext) -> Iterator[RuleViolation]:
 
 
 def feedback_date_valid(ctx: GuardContext) -> Iterator[RuleViolation]:
-    delivered = ctx.payload.delivered_on
+    delivered = _p(ctx, DeliverFeedback).delivered_on
     unit: Unit = ctx.record
     today = ctx.now.date()
     if delivered > today:
@@ -200,7 +223,7 @@ def _unit_state_in(rule: str, states: tuple[str, ...], what: str) -> Guard:
 
 
 def children_are_new(ctx: GuardContext) -> Iterator[RuleViolation]:
-    taken = [c for c in ctx.payload.children if c.id in ctx.state.items]
+    taken = [c for c in _p(ctx, RefineItem).children if c.id in ctx.state.items]
     yield from _violation("children_are_new", taken, "child id", "already in use")
 
 
@@ -216,7 +239,7 @@ def has_complete_measures(ctx: GuardContext) -> Iterator[RuleViolation]:
 
 def milestone_open(ctx: GuardContext) -> Iterator[RuleViolation]:
     item: Item = ctx.record
-    title = ctx.payload.title
+    title = _p(ctx, CompleteMilestone).title
     match = [m for m in item.milestones if m.title == title]
     if not match:
         yield RuleViolation("milestone_open", f"item {item.id} has no milestone {title!r}")
@@ -283,7 +306,7 @@ def verified_submission(ctx: GuardContext) -> Iterator[RuleViolation]:
 
 def reopen_allowed(ctx: GuardContext) -> Iterator[RuleViolation]:
     item: Item = ctx.record
-    lookback = ctx.payload.lookback_round_id
+    lookback = _p(ctx, ReopenItem).lookback_round_id
     if item.children:
         yield RuleViolation(
             "reopen_allowed", f"item {item.id} is refined: reopen the child items instead"
@@ -311,7 +334,7 @@ def some_child_closed(ctx: GuardContext) -> Iterator[RuleViolation]:
 
 # -- measure -------------------------------------------------------------------------
 def item_accepts_measures(ctx: GuardContext) -> Iterator[RuleViolation]:
-    item = ctx.state.items[ctx.payload.item_id]
+    item = ctx.state.items[_p(ctx, AddMeasure).item_id]
     if item.children:
         yield RuleViolation(
             "item_accepts_measures", f"item {item.id} is refined: measures belong to its children"
@@ -342,7 +365,7 @@ def item_open(ctx: GuardContext) -> Iterator[RuleViolation]:
 
 # -- lead ----------------------------------------------------------------------------
 def lead_items_exist(ctx: GuardContext) -> Iterator[RuleViolation]:
-    missing = [i for i in ctx.payload.item_ids if i not in ctx.state.items]
+    missing = [i for i in _p(ctx, TransferLead).item_ids if i not in ctx.state.items]
     if missing:
         yield RuleViolation(
             "lead_items_exist",
@@ -353,7 +376,7 @@ def lead_items_exist(ctx: GuardContext) -> Iterator[RuleViolation]:
 
 def report_after_transfer(ctx: GuardContext) -> Iterator[RuleViolation]:
     lead: Lead = ctx.record
-    reported = ctx.payload.reported_on
+    reported = _p(ctx, ReportLeadBack).reported_on
     if reported < lead.transferred_on:
         yield RuleViolation(
             "report_after_transfer",
@@ -415,12 +438,12 @@ def unit_of(state: RoundState, kind: str, record: Any, payload: BaseModel) -> Un
     if kind == "unit" and record is not None:
         return state.units[record.id]
     if kind == "item":
-        unit_id = record.unit_id if record is not None else payload.unit_id
+        unit_id = record.unit_id if record is not None else _as(payload, RecordItem).unit_id
         if unit_id not in state.units:
             raise NotFound("unit", unit_id, state.stream)
         return state.units[unit_id]
     if kind == "measure":
-        item_id = record.item_id if record is not None else payload.item_id
+        item_id = record.item_id if record is not None else _as(payload, AddMeasure).item_id
         if item_id not in state.items:
             raise NotFound("item", item_id, state.stream)
         return state.units[state.items[item_id].unit_id]
@@ -457,7 +480,8 @@ def authorize(ctx: GuardContext, *, event: str, roles: frozenset[Role], independ
             and actor.organization != unit.team_id
         ):
             raise deny(
-                f"team {actor.organization!r} does not inspect unit {unit.id} ({unit.team_id!r} does)"
+                f"team {actor.organization!r} does not inspect unit {unit.id} "
+                f"({unit.team_id!r} does)"
             )
         if independent and actor.organization == unit.organization_id:
             raise deny(
