@@ -23,11 +23,22 @@ from ._errors import (
     XunchaError,
 )
 from ._events import ChainReport, Event, genesis_hash, verify_chain
+from ._figures import OutcomeFigures, UnitFigures, outcome_figures
 from ._hooks import AfterContext, BeforeContext, Hooks
 from ._log import EventLog, InMemoryEventLog, LogReport
 from ._model import RoundState
 from ._process import Process
+from ._records import (
+    ItemRecord,
+    LeadRecord,
+    MeasureRecord,
+    RoundRecord,
+    RoundSnapshot,
+    UnitRecord,
+    snapshot,
+)
 from ._roles import Actor, Role, RolePolicy
+from ._schema import json_schemas
 
 __all__ = [
     "DEFAULT_TIMEZONE",
@@ -53,14 +64,20 @@ __all__ = [
     "IntegrityError",
     "InvalidCommand",
     "InvalidDefinition",
+    "ItemRecord",
+    "LeadRecord",
     "LogReport",
     "ManualClock",
+    "MeasureRecord",
     "NotFound",
+    "OutcomeFigures",
     "PermissionDenied",
     "Plan",
     "Process",
     "Role",
     "RolePolicy",
+    "RoundRecord",
+    "RoundSnapshot",
     "RoundState",
     "RuleViolation",
     "SeparationOfDuties",
@@ -68,10 +85,15 @@ __all__ = [
     "SystemClock",
     "TransitionNotAllowed",
     "TransitionSpec",
+    "UnitFigures",
+    "UnitRecord",
     "Vetoed",
     "XunchaError",
     "genesis_hash",
+    "json_schemas",
+    "outcome_figures",
     "parse_command",
     "replay",
+    "snapshot",
     "verify_chain",
 ]

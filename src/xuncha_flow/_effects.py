@@ -178,6 +178,8 @@ def _item_changes(state: RoundState, e: Event, item: Item, name: str) -> dict[st
         return {"immediate": True}
     if name == "include_in_report":
         return {"immediate": False}
+    if name == "feed_back":
+        return {"fed_back_at": at}
     if name == "claim":
         return {"claimed_by": str(p.get("claimed_by") or e.actor.id)}
     if name == "refine":
@@ -248,6 +250,7 @@ def _create_children(state: RoundState, e: Event, parent: Item) -> None:
             concerns_head=parent.concerns_head,
             parent_id=parent.id,
             claimed_by=parent.claimed_by,
+            fed_back_at=parent.fed_back_at,
         )
         state.put("items", child)
         ids.append(child.id)

@@ -135,6 +135,7 @@ class Item:
     children: tuple[str, ...] = ()
     immediate: bool = False
     long_term: bool = False
+    fed_back_at: datetime | None = None
     milestones: tuple[MilestoneState, ...] = ()
     measure_ids: tuple[str, ...] = ()
     lead_ids: tuple[str, ...] = ()
