@@ -108,7 +108,7 @@ def simulate(seed: int = 2026, policy: RolePolicy | None = None) -> tuple[Engine
             items[unit_id].append(item_id)
 
     # immediate fixes (立行立改): ordered, fixed and closed while on site
-    for unit_id, ids in items.items():
+    for ids in items.values():
         for item_id in rng.sample(ids, 3):
             drv.do("item", item_id, "order_immediate_fix")
             drv.do(
@@ -175,7 +175,7 @@ def simulate(seed: int = 2026, policy: RolePolicy | None = None) -> tuple[Engine
     # 6. claim, refine one problem, plan measures
     clock.set(at(date(2026, 6, 5)))
     refined = "U-TOWN-P05"
-    for unit_id, ids in items.items():
+    for ids in items.values():
         for item_id in ids:
             if engine.state(ROUND).items[item_id].state == "fed_back":
                 drv.do("item", item_id, "claim")
@@ -185,7 +185,7 @@ def simulate(seed: int = 2026, policy: RolePolicy | None = None) -> tuple[Engine
         "refine",
         {"children": [{"id": f"{refined}-{k}", "description": f"细化问题 {k}"} for k in (1, 2, 3)]},
     )
-    for unit_id, ids in items.items():
+    for unit_id in items:
         for item_id in [i for i in engine.state(ROUND).leaves(unit_id) if i.state == "claimed"]:
             for k in range(1, rng.randint(1, 3) + 1):
                 drv.do(
@@ -208,7 +208,7 @@ def simulate(seed: int = 2026, policy: RolePolicy | None = None) -> tuple[Engine
     rejected = "U-HEALTH-P04"
     clock.set(at(date(2026, 7, 6)))
     state = engine.state(ROUND)
-    for unit_id, _ in items.items():
+    for unit_id in items:
         for item in [i for i in state.leaves(unit_id) if i.state == "rectifying"]:
             for measure_id in item.measure_ids:
                 drv.do("measure", measure_id, "start")
