@@ -177,7 +177,7 @@ class RoundSnapshot(_Record):
 
 
 def _plain(record: Any) -> dict[str, Any]:
-    return attrs.asdict(record, recurse=True, retain_collection_types=True)
+    return attrs.asdict(record, recurse=True)
 
 
 def snapshot(state: RoundState) -> RoundSnapshot:

@@ -1,0 +1,31 @@
+"""Regression tests: one named test per engine bug the property tests found."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from xuncha_flow import DEFAULT_TIMEZONE, Engine, RoundSnapshot, snapshot
+from xuncha_flow.testing import ManualClock, RoundDriver
+
+
+def _opened_round() -> Engine:
+    counter = iter(range(1, 10**6))
+    engine = Engine(
+        clock=ManualClock(datetime(2026, 3, 2, 9, tzinfo=DEFAULT_TIMEZONE)),
+        ids=lambda: f"ev-{next(counter)}",
+    )
+    drv = RoundDriver(engine, "R-1")
+    drv.round("open", {"name": "第一轮巡察", "level": "county"})
+    drv.do("unit", "U-1", "add", {"name": "县教育局党组", "organization_id": "org-1"})
+    return engine
+
+
+def test_snapshot_of_an_opened_round_round_trips_through_json() -> None:
+    """``snapshot`` called ``attrs.asdict(..., retain_collection_types=True)``, a keyword
+    only the old ``attr.asdict`` takes: every snapshot raised TypeError."""
+    state = _opened_round().state("R-1")
+    snap = snapshot(state)
+    assert snap.version == state.version
+    assert snap.round.unit_ids == ("U-1",)
+    assert isinstance(snap.round.unit_ids, tuple)
+    assert RoundSnapshot.model_validate_json(snap.model_dump_json()) == snap
