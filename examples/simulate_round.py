@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from xuncha_flow import (
     DEFAULT_TIMEZONE,
+    DeadlinePolicy,
     Engine,
     OutcomeFigures,
     Process,
@@ -28,6 +29,7 @@ from xuncha_flow import (
 from xuncha_flow.testing import ManualClock, RoundDriver
 
 ROUND = "XC-2026-03"
+LONG_TERM = "U-CITYINV-P07"
 UNITS = [
     # unit id, name, organization id, team id, problems found
     ("U-EDU", "县教育局党组", "org-edu", "team-1", 34),
@@ -44,14 +46,20 @@ def at(day: date, hour: int = 10) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=DEFAULT_TIMEZONE)
 
 
-def simulate(seed: int = 2026, policy: RolePolicy | None = None) -> tuple[Engine, OutcomeFigures]:
+def simulate(
+    seed: int = 2026,
+    policy: RolePolicy | None = None,
+    deadlines: DeadlinePolicy | None = None,
+) -> tuple[Engine, OutcomeFigures]:
     rng = random.Random(seed)
     start = date(2026, 3, 2)
     clock = ManualClock(at(start))
     counter = iter(range(1, 10**9))
     engine = Engine(
         clock=clock,
-        process=Process.standard(policy),
+        process=Process.standard(
+            policy, deadlines=deadlines if deadlines is not None else DeadlinePolicy.standard()
+        ),
         ids=lambda: f"ev-{next(counter):06d}",
     )
     drv = RoundDriver(engine, ROUND)
@@ -197,23 +205,46 @@ def simulate(seed: int = 2026, policy: RolePolicy | None = None) -> tuple[Engine
                         "text": f"整改措施 {k}",
                         "responsible_leader": f"{unit_id}-leader",
                         "responsible_person": f"{unit_id}-staff-{rng.randint(1, 9)}",
-                        "due_date": (feedback + timedelta(days=rng.randint(20, 55))).isoformat(),
+                        "due_date": (
+                            date(2026, 7, 10)
+                            if item_id.id == LONG_TERM
+                            else feedback + timedelta(days=rng.randint(50, 60))
+                        ).isoformat(),
                     },
                 )
         drv.do("unit", unit_id, "submit_plan")
         drv.do("unit", unit_id, "approve_plan")
 
+    # half the rectification window has passed: the supervision office's sweep sends
+    # the three-colour letters for measures falling due and checks 时间过半、任务过半
+    clock.set(at(date(2026, 6, 20)))
+    engine.sweep()
+
+    # leads: received, checked, concluded, reported back within three months (Art. 29),
+    # reconciled by the inspection office (对账)
+    for lead_id, *_ in leads:
+        drv.do("lead", lead_id, "receive")
+        drv.do("lead", lead_id, "start_check")
+        drv.do(
+            "lead",
+            lead_id,
+            "conclude",
+            {"result": "case_opened" if lead_id == "L-01" else "handled"},
+        )
+        drv.do("lead", lead_id, "report_back", {"reported_on": "2026-06-19"})
+        drv.do("lead", lead_id, "reconcile")
+
     # 7. rectify: measures done, items submitted with evidence, verified, closed
-    long_term = "U-CITYINV-P07"
+    long_term = LONG_TERM
     rejected = "U-HEALTH-P04"
-    clock.set(at(date(2026, 7, 6)))
+    clock.set(at(date(2026, 7, 2)))
     state = engine.state(ROUND)
     for unit_id in items:
         for item in [i for i in state.leaves(unit_id) if i.state == "rectifying"]:
             for measure_id in item.measure_ids:
                 drv.do("measure", measure_id, "start")
                 if item.id != long_term:
-                    drv.do("measure", measure_id, "complete", {"done_on": "2026-07-03"})
+                    drv.do("measure", measure_id, "complete", {"done_on": "2026-07-01"})
             if item.id == long_term:
                 continue
             drv.do(
@@ -251,35 +282,62 @@ def simulate(seed: int = 2026, policy: RolePolicy | None = None) -> tuple[Engine
         },
     )
     clock.set(at(date(2026, 7, 14)))
+    engine.sweep()  # the long-term item's measures are past due: red (overdue) rungs
     for unit_id, *_ in UNITS:
         drv.do("unit", unit_id, "report_rectification")
     drv.round("publish")
-
-    # leads: received, checked, concluded, reported back, reconciled (对账)
-    for lead_id, *_ in leads:
-        drv.do("lead", lead_id, "receive")
-        drv.do("lead", lead_id, "start_check")
-        drv.do(
-            "lead",
-            lead_id,
-            "conclude",
-            {"result": "case_opened" if lead_id == "L-01" else "handled"},
-        )
-        drv.do("lead", lead_id, "report_back", {"reported_on": "2026-07-10"})
-        drv.do("lead", lead_id, "reconcile")
 
     # 8–10. publish, evaluate, close
     clock.set(at(date(2026, 7, 20)))
     for unit_id, *_ in UNITS:
         drv.do("unit", unit_id, "publish", {"in_party": True, "public": True})
     drv.round("start_evaluation")
-    clock.set(at(date(2026, 8, 28)))
+    clock.set(at(date(2026, 8, 10)))
     for unit_id, *_ in UNITS:
         score = Decimal(rng.randrange(8600, 9800)) / 100
         grade = "good" if score >= 90 else "fairly_good"
         drv.do("unit", unit_id, "evaluate", {"score": str(score), "grade": grade})
+    # the accountability recommendations for the overdue measures reach the leading
+    # group, which dismisses them: the item is formally long-term (长期整改)
+    clock.set(at(date(2026, 8, 28)))
+    engine.sweep()
+    for rec in list(engine.state(ROUND).recommendations.values()):
+        if rec.state == "pending":
+            drv.do(
+                "recommendation",
+                rec.id,
+                "dismiss",
+                reason="已列为长期整改，按阶段目标推进，不予问责",
+            )
     drv.round("close")
     return engine, outcome_figures(engine.state(ROUND))
+
+
+def supervision(engine: Engine) -> dict[str, int]:
+    """How the supervision of rectification went, counted from the log."""
+    counts = {
+        "warnings": 0,
+        "overdue": 0,
+        "checks_passed": 0,
+        "recommendations": 0,
+        "decisions": 0,
+        "deadlines_met": 0,
+    }
+    for event in engine.log.read(ROUND):
+        if event.type == "deadline.escalate":
+            if event.payload.get("outcome") == "passed":
+                counts["checks_passed"] += 1
+            elif event.payload.get("kind") == "warning":
+                counts["warnings"] += 1
+            elif event.payload.get("kind") == "overdue":
+                counts["overdue"] += 1
+        elif event.type == "recommendation.recommend":
+            counts["recommendations"] += 1
+        elif event.type in ("recommendation.confirm", "recommendation.dismiss"):
+            counts["decisions"] += 1
+        elif event.type == "deadline.meet":
+            counts["deadlines_met"] += 1
+    return counts
 
 
 def _pad(text: str, width: int) -> str:
@@ -329,6 +387,12 @@ def main() -> None:
         print(json.dumps(figures.model_dump(mode="json"), ensure_ascii=False, indent=2))
     else:
         print(render(figures))
+        s = supervision(engine)
+        print(
+            f"\nsupervision (三色预警): {s['deadlines_met']} deadlines met; {s['warnings']} "
+            f"warnings; {s['overdue']} overdue; {s['checks_passed']} half-time checks passed; "
+            f"{s['recommendations']} recommendations, {s['decisions']} decided"
+        )
         state = engine.state(ROUND)
         print(
             f"\nround state: {state.round.state if state.round else '?'}; "

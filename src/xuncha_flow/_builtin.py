@@ -31,6 +31,10 @@ TEAM = {Role.INSPECTION_TEAM}
 OFFICE = {Role.INSPECTION_OFFICE}
 UNIT = {Role.INSPECTED_ORGANIZATION}
 RECEIVERS = {Role.DISCIPLINE_COMMISSION, Role.ORGANIZATION_DEPARTMENT, Role.FUNCTIONAL_DEPARTMENT}
+SWEEPERS = {Role.SUPERVISION_OFFICE, Role.INSPECTION_OFFICE}
+"""Who records what a sweep finds (the supervision office escalates, DOMAIN.md §2)."""
+EVERYONE = set(Role)
+"""Deadlines open, are met and are cancelled as consequences of anyone's command."""
 
 
 def _s(
@@ -91,6 +95,8 @@ def _round(policy: RolePolicy) -> dict[str, Any]:
             close="完成轮次",
             reopen="重新整改",
             archive="归档",
+            publish_bulletin="发布周通报",
+            bulletin_missing="周通报缺失",
         ),
         "create": {"event": "open", "roles": sorted(OFFICE)},
         "transitions": [
@@ -117,6 +123,8 @@ def _round(policy: RolePolicy) -> dict[str, Any]:
                 automatic=True,
             ),
             _t("archive", "closed", "archived", OFFICE),
+            _t("publish_bulletin", "rectify", None, SWEEPERS),
+            _t("bulletin_missing", "rectify", None, SWEEPERS, automatic=True),
         ],
     }
 
@@ -156,6 +164,8 @@ def _unit(policy: RolePolicy) -> dict[str, Any]:
             order_second_rectification="责令二次整改",
             reopen="回头看重新整改",
             archive="归档",
+            daily_report="报送整改日报",
+            report_missing="整改日报缺失",
         ),
         "create": {"event": "add", "roles": sorted(OFFICE), "guards": ["round_accepts_units"]},
         "transitions": [
@@ -205,6 +215,8 @@ def _unit(policy: RolePolicy) -> dict[str, Any]:
                 automatic=True,
             ),
             _t("archive", "evaluated", "archived", OFFICE, automatic=True),
+            _t("daily_report", "rectifying", None, UNIT, "report_day_valid"),
+            _t("report_missing", "rectifying", None, SWEEPERS, automatic=True),
         ],
     }
 
@@ -379,7 +391,15 @@ def _measure(policy: RolePolicy) -> dict[str, Any]:
             "guards": ["item_accepts_measures", "due_after_feedback"],
         },
         "transitions": [
-            _t("revise", ["planned", "in_progress"], None, UNIT, "item_open", "due_after_feedback"),
+            _t(
+                "revise",
+                ["planned", "in_progress"],
+                None,
+                UNIT,
+                "item_open",
+                "due_after_feedback",
+                "due_fixed_after_approval",
+            ),
             _t("start", "planned", "in_progress", UNIT, "item_open"),
             _t("report_progress", "in_progress", None, UNIT, "item_open"),
             _t("complete", "in_progress", "done", UNIT, "item_open"),
@@ -432,6 +452,64 @@ def _lead(policy: RolePolicy) -> dict[str, Any]:
     }
 
 
+def _deadline(policy: RolePolicy) -> dict[str, Any]:
+    return {
+        "kind": "deadline",
+        "name": "deadline",
+        "version": VERSION,
+        "states": [
+            _s("running", "计时中", 0, initial=True),
+            _s("paused", "已暂停", 0),
+            _s("met", "已按期完成", 1, terminal=True),
+            _s("cancelled", "已终止", 1, terminal=True),
+        ],
+        "events": _events(
+            open="开始计时",
+            pause="暂停计时",
+            resume="恢复计时",
+            extend="批准延期",
+            escalate="预警升级",
+            meet="完成",
+            cancel="终止",
+        ),
+        "create": {"event": "open", "roles": sorted(EVERYONE)},
+        "transitions": [
+            _t("pause", "running", "paused", policy.approvers, reason_required=True),
+            _t("resume", "paused", "running", policy.approvers, reason_required=True),
+            _t(
+                "extend",
+                ["running", "paused"],
+                None,
+                policy.approvers,
+                "extension_later",
+                reason_required=True,
+            ),
+            _t("escalate", "running", None, SWEEPERS, automatic=True),
+            _t("meet", ["running", "paused"], "met", EVERYONE, automatic=True),
+            _t("cancel", ["running", "paused"], "cancelled", EVERYONE, automatic=True),
+        ],
+    }
+
+
+def _recommendation(policy: RolePolicy) -> dict[str, Any]:
+    return {
+        "kind": "recommendation",
+        "name": "recommendation",
+        "version": VERSION,
+        "states": [
+            _s("pending", "待决定", 0, initial=True),
+            _s("confirmed", "已采纳", 1, terminal=True),
+            _s("dismissed", "不予采纳", 1, terminal=True),
+        ],
+        "events": _events(recommend="提出建议", confirm="采纳", dismiss="不予采纳"),
+        "create": {"event": "recommend", "roles": sorted(SWEEPERS)},
+        "transitions": [
+            _t("confirm", "pending", "confirmed", policy.deciders, reason_required=True),
+            _t("dismiss", "pending", "dismissed", policy.deciders, reason_required=True),
+        ],
+    }
+
+
 def builtin_definitions(policy: RolePolicy) -> dict[str, dict[str, Any]]:
     """The data of the five built-in definitions for ``policy``, by subject kind."""
     return {
@@ -440,4 +518,6 @@ def builtin_definitions(policy: RolePolicy) -> dict[str, dict[str, Any]]:
         "item": _item(policy),
         "measure": _measure(policy),
         "lead": _lead(policy),
+        "deadline": _deadline(policy),
+        "recommendation": _recommendation(policy),
     }

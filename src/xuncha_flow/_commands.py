@@ -19,7 +19,7 @@ from ._roles import Actor
 
 __all__ = ["Command", "SubjectKind", "parse_command"]
 
-SubjectKind = Literal["round", "unit", "item", "measure", "lead"]
+SubjectKind = Literal["round", "unit", "item", "measure", "lead", "deadline", "recommendation"]
 
 
 class Command(BaseModel):

@@ -14,8 +14,9 @@ item reopened by a look-back → its unit and round back to rectification; ...).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,10 +26,14 @@ from ._definition import Definition
 from ._errors import IntegrityError
 from ._events import Event
 from ._model import (
+    Deadline,
+    Extension,
+    Firing,
     Item,
     Lead,
     Measure,
     MilestoneState,
+    Recommendation,
     Rejection,
     Reopening,
     Round,
@@ -43,7 +48,14 @@ __all__ = ["FollowUp", "apply_event", "follow_ups"]
 FollowUp = tuple[str, str, str]
 """(subject kind, subject id, event identifier) of an automatic transition."""
 
-_TABLE = {"unit": "units", "item": "items", "measure": "measures", "lead": "leads"}
+_TABLE = {
+    "unit": "units",
+    "item": "items",
+    "measure": "measures",
+    "lead": "leads",
+    "deadline": "deadlines",
+    "recommendation": "recommendations",
+}
 _Effect = Callable[[RoundState, Event, Any], Any]
 
 
@@ -272,6 +284,95 @@ def _unit_changes(e: Event, unit: Unit, name: str) -> dict[str, Any]:
         return {"score": Decimal(str(p["score"])), "grade": str(p["grade"])}
     if name == "order_second_rectification":
         return {"second_rectifications": unit.second_rectifications + 1}
+    if name == "daily_report":
+        return {"daily_reports": (*unit.daily_reports, date.fromisoformat(str(p["day"])))}
+    if name == "report_missing":
+        return {"missing_reports": (*unit.missing_reports, date.fromisoformat(str(p["day"])))}
+    return {}
+
+
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def _round_changes(e: Event, rnd: Round, name: str) -> dict[str, Any]:
+    p = e.payload
+    if name in ("start_rectification", "reopen"):
+        return {"rectify_since": _when(e), "reopenings": rnd.reopenings + (name == "reopen")}
+    if name == "publish_bulletin":
+        return {"bulletins": (*rnd.bulletins, _monday(date.fromisoformat(str(p["week_of"]))))}
+    if name == "bulletin_missing":
+        week = date.fromisoformat(str(p["week_of"]))
+        return {"missing_bulletins": (*rnd.missing_bulletins, week)}
+    return {}
+
+
+def _open_deadline(state: RoundState, e: Event, _: Any) -> None:
+    p = e.payload
+    due = date.fromisoformat(str(p["due"]))
+    earliest = p.get("earliest_at")
+    state.put(
+        "deadlines",
+        Deadline(
+            id=e.subject,
+            rule=str(p["rule"]),
+            subject_kind=str(p["subject_kind"]),
+            subject=str(p["subject"]),
+            state=e.to_state,
+            start_at=datetime.fromisoformat(str(p["start_at"])),
+            due=due,
+            due_at=datetime.fromisoformat(str(p["due_at"])),
+            original_due=due,
+            ladder=_opt(p.get("ladder")),
+            earliest_at=datetime.fromisoformat(str(earliest)) if earliest else None,
+        ),
+    )
+
+
+def _raise_recommendation(state: RoundState, e: Event, _: Any) -> None:
+    p = e.payload
+    state.put(
+        "recommendations",
+        Recommendation(
+            id=e.subject,
+            deadline_id=str(p["deadline"]),
+            rung=str(p["rung"]),
+            recommends=str(p["recommends"]),
+            state=e.to_state,
+            raised_at=_when(e),
+            subject_kind=str(p.get("subject_kind") or ""),
+            subject=str(p.get("subject") or ""),
+        ),
+    )
+
+
+def _deadline_changes(e: Event, dl: Deadline, name: str) -> dict[str, Any]:
+    p, at = e.payload, _when(e)
+    if name == "pause":
+        return {"paused_at": at}
+    if name == "resume":
+        assert dl.paused_at is not None
+        shift = timedelta(days=math.ceil((at - dl.paused_at) / timedelta(days=1)))
+        return {"paused_at": None, "due": dl.due + shift, "due_at": dl.due_at + shift}
+    if name == "extend":
+        due = date.fromisoformat(str(p["due"]))
+        ext = Extension(e.actor, at, dl.due, due, e.reason or "")
+        return {
+            "due": due,
+            "due_at": dl.due_at + (due - dl.due),
+            "extensions": (*dl.extensions, ext),
+        }
+    if name == "escalate":
+        firing = Firing(str(p["rung"]), str(p["kind"]), at, str(p.get("outcome") or "fired"))
+        return {"fired": (*dl.fired, firing)}
+    if name in ("meet", "cancel"):
+        return {"closed_at": at, "paused_at": None}
+    return {}
+
+
+def _recommendation_changes(e: Event, name: str) -> dict[str, Any]:
+    if name in ("confirm", "dismiss"):
+        return {"decided_by": e.actor, "decided_at": _when(e), "reason": e.reason}
     return {}
 
 
@@ -309,6 +410,8 @@ _CREATE: dict[str, _Effect] = {
     "item": _record_item,
     "measure": _add_measure,
     "lead": _transfer_lead,
+    "deadline": _open_deadline,
+    "recommendation": _raise_recommendation,
 }
 
 
@@ -356,12 +459,8 @@ def apply_event(state: RoundState, event: Event, definitions: Mapping[str, Defin
                 f"but it is {seen!r}"
             )
         if kind == "round":
-            state.set(
-                "round",
-                attrs.evolve(
-                    record, state=event.to_state, reopenings=record.reopenings + (name == "reopen")
-                ),
-            )
+            changes = _round_changes(event, record, name)
+            state.set("round", attrs.evolve(record, state=event.to_state, **changes))
         else:
             if kind == "item":
                 changes = _item_changes(state, event, record, name)
@@ -369,8 +468,12 @@ def apply_event(state: RoundState, event: Event, definitions: Mapping[str, Defin
                 changes = _unit_changes(event, record, name)
             elif kind == "measure":
                 changes = _measure_changes(event, name)
-            else:
+            elif kind == "lead":
                 changes = _lead_changes(event, name)
+            elif kind == "deadline":
+                changes = _deadline_changes(event, record, name)
+            else:
+                changes = _recommendation_changes(event, name)
             # a refinement may have replaced the unit record; the subject's own
             # record is re-read so no change is lost
             fresh = current(state, kind, event.subject)

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 from pydantic import BaseModel, ValidationError
 
+from ._agenda import Agenda, AgendaKey
 from ._clock import Clock, require_aware
 from ._commands import Command, SubjectKind, parse_command
 from ._definition import Definition
@@ -35,13 +36,69 @@ from ._errors import (
 from ._events import Event, genesis_hash, seal
 from ._hooks import AfterContext, BeforeContext, Hooks
 from ._log import EventLog, InMemoryEventLog
-from ._model import RoundState
+from ._model import Deadline, RoundState
 from ._payloads import Empty
 from ._process import Process
-from ._roles import Actor
+from ._roles import Actor, Role
 from ._rules import GuardContext, authorize
+from ._timekeeping import (
+    FollowUp,
+    daily_checks,
+    deadline_follow_ups,
+    due_rungs,
+    next_check,
+    next_time,
+    weekly_checks,
+    window_violations,
+)
 
-__all__ = ["Engine", "Plan", "replay"]
+__all__ = ["SWEEPER", "Engine", "Plan", "SweepReport", "replay"]
+
+SWEEPER = Actor(id="xuncha_flow.sweep", role=Role.SUPERVISION_OFFICE, organization="sweeper")
+"""The default actor of sweeps: the supervision office escalates (DOMAIN.md §2)."""
+
+
+@attrs.frozen
+class SweepReport:
+    """What a sweep recorded, in log order."""
+
+    at: datetime
+    events: tuple[Event, ...]
+
+    def _rungs(self, kind: str) -> tuple[Event, ...]:
+        return tuple(
+            e
+            for e in self.events
+            if e.type == "deadline.escalate"
+            and e.payload.get("kind") == kind
+            and e.payload.get("outcome") == "fired"
+        )
+
+    @property
+    def warnings(self) -> tuple[Event, ...]:
+        """Warning rungs fired (letters, reminders, failed half-time checks)."""
+        return self._rungs("warning")
+
+    @property
+    def overdue(self) -> tuple[Event, ...]:
+        """Overdue rungs fired: one per deadline that passed its due time."""
+        return self._rungs("overdue")
+
+    @property
+    def recommendations(self) -> tuple[Event, ...]:
+        """Recommendations raised for the leading group to decide."""
+        return tuple(e for e in self.events if e.type == "recommendation.recommend")
+
+    @property
+    def checks_passed(self) -> tuple[Event, ...]:
+        return tuple(e for e in self.events if e.payload.get("outcome") == "passed")
+
+    @property
+    def missing_reports(self) -> tuple[Event, ...]:
+        return tuple(
+            e for e in self.events if e.type in ("unit.report_missing", "round.bulletin_missing")
+        )
+
 
 _EMPTY = Empty()
 
@@ -91,6 +148,7 @@ class Engine:
         for p in (*processes, self.process):
             self._processes[p.definitions["round"].version_id] = p
         self._states: dict[str, RoundState] = {}
+        self.agenda = Agenda()
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
 
@@ -222,6 +280,8 @@ class Engine:
         if state is None:
             state = replay(stream, self.log.read(stream), self._processes.values())
             self._states[stream] = state
+            if state.round is not None:
+                self._schedule(state, self._process_for(state), None)
         return state
 
     def _process_for(self, state: RoundState) -> Process:
@@ -262,7 +322,165 @@ class Engine:
                 state.rollback()
                 raise
             state.commit()
+            self._schedule(state, process, events)
             return events
+
+    # -- time ------------------------------------------------------------------------
+    def _schedule(
+        self, state: RoundState, process: Process, events: Iterable[Event] | None
+    ) -> None:
+        """Put what ``events`` (or, with None, the whole state) makes due on the agenda."""
+        policy = process.deadlines
+        if not policy.rules and not (policy.daily_report or policy.weekly_bulletin):
+            return
+        stream = state.stream
+        if events is None:
+            deadlines = [d for d in state.deadlines.values() if d.state == "running"]
+            units = [u.id for u in state.units.values() if u.state == "rectifying"]
+            rounds = [stream] if state.round is not None and state.round.state == "rectify" else []
+            now = self._now()
+        else:
+            seen = list(events)
+            deadlines = [state.deadlines[e.subject] for e in seen if e.kind == "deadline"]
+            units = [
+                e.subject
+                for e in seen
+                if e.type in ("unit.approve_plan", "unit.reopen", "unit.order_second_rectification")
+            ]
+            rounds = [
+                stream for e in seen if e.type in ("round.start_rectification", "round.reopen")
+            ]
+            now = seen[-1].timestamp if seen else self._now()
+        for deadline in deadlines:
+            when = next_time(policy, deadline)
+            if when is not None:
+                self.agenda.push(when, stream, ("deadline", deadline.id))
+        if policy.daily_report:
+            for unit_id in units:
+                self.agenda.push(next_check(now, policy), stream, ("unit", unit_id))
+        if policy.weekly_bulletin:
+            for _ in rounds[:1]:
+                self.agenda.push(next_check(now, policy), stream, ("round", stream))
+
+    def sweep(
+        self,
+        at: datetime | None = None,
+        *,
+        actor: Actor | None = None,
+        select: Callable[[str, AgendaKey], bool] | None = None,
+    ) -> SweepReport:
+        """Record what is due at ``at`` (the clock's time by default, never later):
+        ladder rungs, checks, missing daily reports and weekly bulletins.
+
+        Each round's findings are recorded as one unit of work with ``actor`` (the
+        supervision office's sweeper by default); after hooks run inside it (a hook
+        that raises leaves nothing recorded for that round and the error propagates;
+        rounds swept before it keep their records). ``select`` splits the work
+        between workers: only agenda entries it accepts are taken. Every rung fires
+        at most once per deadline, however often sweeps run.
+        """
+        now = self._now()
+        at = now if at is None else require_aware(at, "at")
+        if at > now:
+            raise InvalidCommand(f"a sweep cannot look ahead of the clock ({at} > {now})")
+        who = actor if actor is not None else SWEEPER
+        for stream in self.log.streams():
+            if stream not in self._states:
+                with self._lock(stream):
+                    self._load(stream)
+        taken = self.agenda.take_due(at, select)
+        by_stream: dict[str, list[AgendaKey]] = {}
+        for _, stream, key in taken:
+            by_stream.setdefault(stream, []).append(key)
+        recorded: list[Event] = []
+        for stream, keys in by_stream.items():
+            try:
+                recorded += self._sweep_round(stream, keys, at, now, who)
+            except BaseException:
+                for when, s, key in taken:
+                    if s == stream:
+                        self.agenda.push(when, s, key)
+                raise
+        return SweepReport(at=at, events=tuple(recorded))
+
+    def _sweep_round(
+        self, stream: str, keys: list[AgendaKey], at: datetime, now: datetime, actor: Actor
+    ) -> list[Event]:
+        with self._lock(stream):
+            state = self._load(stream)
+            process = self._process_for(state)
+            policy = process.deadlines
+            pending: list[FollowUp] = []
+            for what, ident in keys:
+                if what == "deadline" and ident in state.deadlines:
+                    pending += due_rungs(state, policy, state.deadlines[ident], at)
+                elif what == "unit" and ident in state.units:
+                    pending += daily_checks(state, ident, at, policy, process.calendars)
+                elif what == "round":
+                    pending += weekly_checks(state, at, policy)
+            events: tuple[Event, ...] = ()
+            if pending:
+                cmd = Command(
+                    command_id=self._ids(),
+                    round_id=stream,
+                    kind="round",
+                    subject=stream,
+                    event="sweep",
+                    actor=actor,
+                )
+                events = self._run_batch(state, process, cmd, pending, now)
+            for what, ident in keys:
+                if what == "deadline" and ident in state.deadlines:
+                    when = next_time(policy, state.deadlines[ident])
+                    if when is not None:
+                        self.agenda.push(when, stream, ("deadline", ident))
+                elif what == "unit" and state.units[ident].state == "rectifying":
+                    self.agenda.push(next_check(at, policy), stream, ("unit", ident))
+                elif (
+                    what == "round" and state.round is not None and (state.round.state == "rectify")
+                ):
+                    self.agenda.push(next_check(at, policy), stream, ("round", ident))
+            return list(events)
+
+    def _run_batch(
+        self,
+        state: RoundState,
+        process: Process,
+        cmd: Command,
+        pending: list[FollowUp],
+        now: datetime,
+    ) -> tuple[Event, ...]:
+        """Record automatic events as one unit of work (used by sweeps)."""
+        expected = state.version
+        state.begin()
+        try:
+            events = tuple(self._cascade(state, process, cmd, pending, now))
+            self.hooks.run_after(AfterContext(cmd, events, state))
+            self.log.append(state.stream, expected, events)
+        except ConcurrencyConflict:
+            state.rollback()
+            self._states.pop(state.stream, None)
+            raise
+        except BaseException:
+            state.rollback()
+            raise
+        state.commit()
+        self._schedule(state, process, events)
+        return events
+
+    def overdue(self, at: datetime | None = None) -> list[tuple[str, Deadline]]:
+        """Every running deadline past its due time, as (round id, deadline), across
+        the rounds this engine has loaded. A query over all open deadlines: use
+        :meth:`sweep` to act on what is due."""
+        when = self._now() if at is None else require_aware(at, "at")
+        out = []
+        for stream, state in list(self._states.items()):
+            out += [
+                (stream, d)
+                for d in state.deadlines.values()
+                if d.state == "running" and d.due_at <= when
+            ]
+        return sorted(out, key=lambda pair: (pair[1].due_at, pair[0], pair[1].id))
 
     def _replayed(self, state: RoundState, cmd: Command) -> tuple[Event, ...]:
         first, last = state.commands[cmd.command_id]
@@ -376,30 +594,71 @@ class Engine:
         if spec.reason_required and not (cmd.reason and cmd.reason.strip()):
             raise InvalidCommand(f"{kind}.{name} requires a reason")
         _, dest = process.machines[kind].fire(label, source, name, ctx)
+        early = window_violations(
+            state,
+            process.deadlines,
+            kind,
+            cmd.subject,
+            f"{kind}.{definition.event(name).stored}",
+            now,
+        )
+        if early:
+            raise GuardRejected(subject=label, event=name, violations=early)
         return Plan(kind, cmd.subject, name, record.state, definition.state(dest).stored, data)
 
     def _apply(
         self, state: RoundState, process: Process, cmd: Command, plan: Plan, now: datetime
     ) -> tuple[Event, ...]:
-        events = [self._emit(state, process, cmd, plan, now, automatic=False)]
-        queue = deque(follow_ups(state, events[0], plan.event))
+        first = self._emit(state, process, cmd, plan, now, automatic=False)
+        return (first, *self._cascade(state, process, cmd, self._after(state, process, first), now))
+
+    def _after(self, state: RoundState, process: Process, event: Event) -> list[FollowUp]:
+        """The automatic events ``event`` causes: process follow-ups, then deadlines."""
+        name = process.definition(event.kind).event_by_value(event.event).name
+        structural: list[FollowUp] = [(k, s, e, {}) for k, s, e in follow_ups(state, event, name)]
+        return [
+            *structural,
+            *deadline_follow_ups(state, event, process.deadlines, process.calendars),
+        ]
+
+    def _cascade(
+        self,
+        state: RoundState,
+        process: Process,
+        cmd: Command,
+        pending: Iterable[FollowUp],
+        now: datetime,
+    ) -> list[Event]:
+        """Record the automatic events in ``pending`` and those they cause in turn."""
+        events: list[Event] = []
+        queue = deque(pending)
         while queue:
-            kind, subject, name = queue.popleft()
+            kind, subject, name, payload = queue.popleft()
             definition = process.definition(kind)
             record = current(state, kind, subject)
-            source = definition.state_by_value(record.state).name
-            candidates = definition.candidates(name, source)
-            if not candidates:
-                continue
             ctx = self._context(
                 state, process, kind, subject, record, cmd.actor, _EMPTY, (), None, now
             )
-            authorize(ctx, event=name, roles=candidates[0].roles, independent=False)
-            _, dest = process.machines[kind].fire(f"{kind} {subject}", source, name, ctx)
-            auto = Plan(kind, subject, name, record.state, definition.state(dest).stored, {})
+            if name == definition.data.create.event:
+                if record is not None:
+                    continue
+                authorize(ctx, event=name, roles=definition.data.create.roles, independent=False)
+                auto = Plan(kind, subject, name, None, definition.initial.stored, payload)
+            else:
+                if record is None:
+                    continue
+                source = definition.state_by_value(record.state).name
+                candidates = definition.candidates(name, source)
+                if not candidates:
+                    continue
+                authorize(ctx, event=name, roles=candidates[0].roles, independent=False)
+                _, dest = process.machines[kind].fire(f"{kind} {subject}", source, name, ctx)
+                auto = Plan(
+                    kind, subject, name, record.state, definition.state(dest).stored, payload
+                )
             events.append(self._emit(state, process, cmd, auto, now, automatic=True))
-            queue.extend(follow_ups(state, events[-1], name))
-        return tuple(events)
+            queue.extend(self._after(state, process, events[-1]))
+        return events
 
     def _emit(
         self,

@@ -62,6 +62,18 @@ class AfterContext:
 
 
 BeforeHook = Callable[[BeforeContext], Any]
+EventHook = Callable[["Event", AfterContext], Any]
+_ESCALATE = frozenset({"deadline.escalate"})
+
+
+def _rung(kind: str | None) -> Callable[[Event], bool]:
+    def match(event: Event) -> bool:
+        fired = event.payload.get("outcome", "fired") == "fired"
+        return fired and (kind is None or event.payload.get("kind") == kind)
+
+    return match
+
+
 AfterHook = Callable[[AfterContext], Any]
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -92,6 +104,46 @@ class Hooks:
             return self.after(fn, types=types)
 
         return register
+
+    def on_event(
+        self,
+        fn: EventHook,
+        *,
+        types: Collection[str],
+        where: Callable[[Event], bool] | None = None,
+    ) -> EventHook:
+        """Register ``fn(event, ctx)``, called once per matching event of a command,
+        in log order, inside the command's unit of work (an after hook)."""
+        wanted = frozenset(types)
+
+        def hook(ctx: AfterContext) -> None:
+            for event in ctx.events:
+                if event.type in wanted and (where is None or where(event)):
+                    fn(event, ctx)
+
+        hook.__qualname__ = _name(fn)
+        self.after(hook, types=wanted)
+        return fn
+
+    def on_warning(self, fn: EventHook) -> EventHook:
+        """A warning rung fired (a letter or reminder to send, a failed half-time check)."""
+        return self.on_event(fn, types=_ESCALATE, where=_rung("warning"))
+
+    def on_overdue(self, fn: EventHook) -> EventHook:
+        """A deadline passed its due time: its overdue rung fired."""
+        return self.on_event(fn, types=_ESCALATE, where=_rung("overdue"))
+
+    def on_escalation(self, fn: EventHook) -> EventHook:
+        """Any rung fired: warnings, the overdue rung and recommendations alike."""
+        return self.on_event(fn, types=_ESCALATE, where=_rung(None))
+
+    def on_recommendation(self, fn: EventHook) -> EventHook:
+        """A recommendation (accountability, talk, public naming...) awaits a decision."""
+        return self.on_event(fn, types={"recommendation.recommend"})
+
+    def on_decision(self, fn: EventHook) -> EventHook:
+        """The leading group confirmed or dismissed a recommendation."""
+        return self.on_event(fn, types={"recommendation.confirm", "recommendation.dismiss"})
 
     def run_before(self, ctx: BeforeContext) -> None:
         for fn, types in self._before:

@@ -19,10 +19,14 @@ import attrs
 from ._roles import Actor
 
 __all__ = [
+    "Deadline",
+    "Extension",
+    "Firing",
     "Item",
     "Lead",
     "Measure",
     "MilestoneState",
+    "Recommendation",
     "Rejection",
     "Reopening",
     "Round",
@@ -32,7 +36,7 @@ __all__ = [
     "Verification",
 ]
 
-Table = Literal["units", "items", "measures", "leads"]
+Table = Literal["units", "items", "measures", "leads", "deadlines", "recommendations"]
 
 
 @attrs.frozen
@@ -54,6 +58,11 @@ class Round:
     unit_ids: tuple[str, ...] = ()
     lead_ids: tuple[str, ...] = ()
     reopenings: int = 0
+    rectify_since: datetime | None = None
+    """When the round last entered the rectification stage (weekly bulletins count from it)."""
+    bulletins: tuple[date, ...] = ()
+    """Weeks (their Mondays) with a published weekly bulletin (周通报)."""
+    missing_bulletins: tuple[date, ...] = ()
 
 
 @attrs.frozen
@@ -78,6 +87,9 @@ class Unit:
     score: Decimal | None = None
     grade: str | None = None
     second_rectifications: int = 0
+    daily_reports: tuple[date, ...] = ()
+    """Days with a daily report (日报告) during concentrated rectification."""
+    missing_reports: tuple[date, ...] = ()
 
 
 @attrs.frozen
@@ -179,6 +191,65 @@ class Lead:
     reconciled_at: datetime | None = None
 
 
+@attrs.frozen
+class Extension:
+    by: Actor
+    at: datetime
+    from_due: date
+    to_due: date
+    reason: str
+
+
+@attrs.frozen
+class Firing:
+    """A rung fired for a deadline: ``outcome`` is "fired", or "passed" for a check
+    that held."""
+
+    rung: str
+    kind: str
+    at: datetime
+    outcome: str = "fired"
+
+
+@attrs.frozen
+class Deadline:
+    id: str
+    rule: str
+    subject_kind: str
+    subject: str
+    state: str
+    start_at: datetime
+    due: date
+    due_at: datetime
+    original_due: date
+    ladder: str | None = None
+    earliest_at: datetime | None = None
+    extensions: tuple[Extension, ...] = ()
+    paused_at: datetime | None = None
+    fired: tuple[Firing, ...] = ()
+    closed_at: datetime | None = None
+
+    def has_fired(self, rung: str) -> bool:
+        return any(f.rung == rung for f in self.fired)
+
+
+@attrs.frozen
+class Recommendation:
+    """A rung past a warning: the engine recommends, the leading group decides."""
+
+    id: str
+    deadline_id: str
+    rung: str
+    recommends: str
+    state: str
+    raised_at: datetime
+    subject_kind: str = ""
+    subject: str = ""
+    decided_by: Actor | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+
+
 _MISSING: Any = object()
 
 
@@ -193,10 +264,12 @@ class RoundState:
     __slots__ = (
         "_journal",
         "commands",
+        "deadlines",
         "head",
         "items",
         "leads",
         "measures",
+        "recommendations",
         "round",
         "stream",
         "units",
@@ -212,6 +285,8 @@ class RoundState:
         self.items: dict[str, Item] = {}
         self.measures: dict[str, Measure] = {}
         self.leads: dict[str, Lead] = {}
+        self.deadlines: dict[str, Deadline] = {}
+        self.recommendations: dict[str, Recommendation] = {}
         self.commands: dict[str, tuple[int, int]] = {}
         self._journal: list[tuple[Any, Any, Any]] | None = None
 
@@ -277,6 +352,8 @@ class RoundState:
             self.items,
             self.measures,
             self.leads,
+            self.deadlines,
+            self.recommendations,
             self.commands,
         )
 

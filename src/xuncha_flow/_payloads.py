@@ -24,9 +24,11 @@ __all__ = [
     "CompleteMeasure",
     "CompleteMilestone",
     "ConcludeLead",
+    "DailyReport",
     "DeliverFeedback",
     "Empty",
     "EvaluateUnit",
+    "ExtendDeadline",
     "FeedbackMode",
     "Grade",
     "ItemSource",
@@ -48,6 +50,7 @@ __all__ = [
     "SubmitItem",
     "TransferLead",
     "VerifyItem",
+    "WeeklyBulletin",
 ]
 
 Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
@@ -300,6 +303,26 @@ class EvaluateUnit(_Payload):
     grade: Grade
 
 
+class ExtendDeadline(_Payload):
+    """An approved extension: the new due date (a deadline only ever moves later)."""
+
+    due: date
+
+
+class DailyReport(_Payload):
+    """A unit's daily report during concentrated rectification (日报告)."""
+
+    day: date
+    summary: str = Field(default="", max_length=4000)
+
+
+class WeeklyBulletin(_Payload):
+    """The weekly bulletin (周通报) for the week containing ``week_of``."""
+
+    week_of: date
+    text: str = Field(default="", max_length=20000)
+
+
 PAYLOADS: dict[tuple[str, str], type[_Payload]] = {
     ("round", "open"): OpenRound,
     ("round", "launch"): LaunchRound,
@@ -322,5 +345,8 @@ PAYLOADS: dict[tuple[str, str], type[_Payload]] = {
     ("lead", "transfer"): TransferLead,
     ("lead", "conclude"): ConcludeLead,
     ("lead", "report_back"): ReportLeadBack,
+    ("deadline", "extend"): ExtendDeadline,
+    ("unit", "daily_report"): DailyReport,
+    ("round", "publish_bulletin"): WeeklyBulletin,
 }
 """(subject kind, event identifier) → payload model. Missing pairs take :class:`Empty`."""

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ._builtin import builtin_definitions
+from ._deadlines import Calendars, DeadlinePolicy
 from ._definition import Definition, DefinitionData
 from ._errors import InvalidDefinition
 from ._machine import CompiledMachine, Guard
@@ -24,7 +25,7 @@ from ._rules import GUARDS
 
 __all__ = ["KINDS", "Process"]
 
-KINDS = ("round", "unit", "item", "measure", "lead")
+KINDS = ("round", "unit", "item", "measure", "lead", "deadline", "recommendation")
 
 
 class Process:
@@ -36,6 +37,8 @@ class Process:
         *,
         policy: RolePolicy,
         guards: Mapping[str, Guard] | None = None,
+        deadlines: DeadlinePolicy | None = None,
+        calendars: Calendars | None = None,
     ) -> None:
         missing = [k for k in KINDS if k not in definitions]
         if missing:
@@ -47,6 +50,20 @@ class Process:
         self.guards: Mapping[str, Guard] = dict(guards if guards is not None else GUARDS)
         self.definitions: dict[str, Definition] = {k: definitions[k] for k in KINDS}
         self.machines = {k: CompiledMachine(d, self.guards) for k, d in self.definitions.items()}
+        self.deadlines = deadlines if deadlines is not None else DeadlinePolicy.none()
+        self.calendars = calendars if calendars is not None else Calendars()
+        self._check_deadlines()
+
+    def _check_deadlines(self) -> None:
+        known = {f"{kind}.{e.stored}" for kind, d in self.definitions.items() for e in d.events}
+        problems = [
+            f"deadline rule {rule.name!r} names unknown event type {etype!r}"
+            for rule in self.deadlines.rules
+            for etype in (*rule.anchors, *rule.met_by, *rule.cancelled_by)
+            if etype not in known
+        ]
+        if problems:
+            raise InvalidDefinition(self.deadlines.name, problems)
 
     @classmethod
     def from_data(
@@ -55,25 +72,46 @@ class Process:
         *,
         policy: RolePolicy | None = None,
         guards: Mapping[str, Guard] | None = None,
+        deadlines: DeadlinePolicy | None = None,
+        calendars: Calendars | None = None,
     ) -> Process:
         """Build and check definitions from data (never evaluates code)."""
         registry = dict(guards if guards is not None else GUARDS)
         built = {k: Definition.build(v, guards=registry) for k, v in data.items()}
-        return cls(built, policy=policy or RolePolicy.supervision_office(), guards=registry)
+        return cls(
+            built,
+            policy=policy or RolePolicy.supervision_office(),
+            guards=registry,
+            deadlines=deadlines,
+            calendars=calendars,
+        )
 
     @classmethod
-    def standard(cls, policy: RolePolicy | None = None) -> Process:
-        """The built-in process (DOMAIN.md §3–4) for ``policy`` (监督办 verifies by default)."""
+    def standard(
+        cls,
+        policy: RolePolicy | None = None,
+        *,
+        deadlines: DeadlinePolicy | None = None,
+        calendars: Calendars | None = None,
+    ) -> Process:
+        """The built-in process (DOMAIN.md §3–4) for ``policy`` (监督办 verifies by
+        default), with the deadline policy ``deadlines`` (none by default; see
+        :meth:`DeadlinePolicy.standard` and the other presets)."""
         policy = policy or RolePolicy.supervision_office()
-        return cls.from_data(builtin_definitions(policy), policy=policy)
+        return cls.from_data(
+            builtin_definitions(policy), policy=policy, deadlines=deadlines, calendars=calendars
+        )
 
     def definition(self, kind: str) -> Definition:
         return self.definitions[kind]
 
     @cached_property
     def version_ids(self) -> dict[str, str]:
-        """Subject kind → definition version id, as pinned on a round."""
-        return {k: d.version_id for k, d in self.definitions.items()}
+        """Subject kind → definition version id, as pinned on a round; the deadline
+        policy is pinned under ``"deadlines"``."""
+        ids = {k: d.version_id for k, d in self.definitions.items()}
+        ids["deadlines"] = self.deadlines.version_id
+        return ids
 
     @staticmethod
     def payload_model(kind: str, event: str) -> type[BaseModel]:

@@ -18,9 +18,11 @@ from ._model import RoundState
 from ._roles import Actor
 
 __all__ = [
+    "DeadlineRecord",
     "ItemRecord",
     "LeadRecord",
     "MeasureRecord",
+    "RecommendationRecord",
     "RoundRecord",
     "RoundSnapshot",
     "UnitRecord",
@@ -49,6 +51,9 @@ class RoundRecord(_Record):
     unit_ids: tuple[str, ...] = ()
     lead_ids: tuple[str, ...] = ()
     reopenings: int = 0
+    rectify_since: AwareDatetime | None = None
+    bulletins: tuple[date, ...] = ()
+    missing_bulletins: tuple[date, ...] = ()
 
 
 class UnitRecord(_Record):
@@ -71,6 +76,8 @@ class UnitRecord(_Record):
     score: Decimal | None = None
     grade: str | None = None
     second_rectifications: int = 0
+    daily_reports: tuple[date, ...] = ()
+    missing_reports: tuple[date, ...] = ()
 
 
 class SubmissionRecord(_Record):
@@ -164,6 +171,53 @@ class LeadRecord(_Record):
     reconciled_at: AwareDatetime | None = None
 
 
+class ExtensionRecord(_Record):
+    by: Actor
+    at: AwareDatetime
+    from_due: date
+    to_due: date
+    reason: str
+
+
+class FiringRecord(_Record):
+    rung: str
+    kind: str
+    at: AwareDatetime
+    outcome: str = "fired"
+
+
+class DeadlineRecord(_Record):
+    id: str
+    rule: str
+    subject_kind: str
+    subject: str
+    state: str
+    start_at: AwareDatetime
+    due: date
+    due_at: AwareDatetime
+    original_due: date
+    ladder: str | None = None
+    earliest_at: AwareDatetime | None = None
+    extensions: tuple[ExtensionRecord, ...] = ()
+    paused_at: AwareDatetime | None = None
+    fired: tuple[FiringRecord, ...] = ()
+    closed_at: AwareDatetime | None = None
+
+
+class RecommendationRecord(_Record):
+    id: str
+    deadline_id: str
+    rung: str
+    recommends: str
+    state: str
+    raised_at: AwareDatetime
+    subject_kind: str = ""
+    subject: str = ""
+    decided_by: Actor | None = None
+    decided_at: AwareDatetime | None = None
+    reason: str | None = None
+
+
 class RoundSnapshot(_Record):
     """A whole round at one version."""
 
@@ -174,6 +228,8 @@ class RoundSnapshot(_Record):
     items: tuple[ItemRecord, ...]
     measures: tuple[MeasureRecord, ...]
     leads: tuple[LeadRecord, ...]
+    deadlines: tuple[DeadlineRecord, ...] = ()
+    recommendations: tuple[RecommendationRecord, ...] = ()
 
 
 def _plain(record: Any) -> dict[str, Any]:
@@ -194,4 +250,8 @@ def snapshot(state: RoundState) -> RoundSnapshot:
         items=tuple(ItemRecord.model_validate(_plain(i)) for i in state.items.values()),
         measures=tuple(MeasureRecord.model_validate(_plain(m)) for m in state.measures.values()),
         leads=tuple(LeadRecord.model_validate(_plain(le)) for le in state.leads.values()),
+        deadlines=tuple(DeadlineRecord.model_validate(_plain(d)) for d in state.deadlines.values()),
+        recommendations=tuple(
+            RecommendationRecord.model_validate(_plain(r)) for r in state.recommendations.values()
+        ),
     )

@@ -74,8 +74,9 @@ def _role_set(values: Iterable[Role | str]) -> frozenset[Role]:
 class RolePolicy:
     """Which bodies verify, close, reject and withdraw rectified items.
 
-    The inspected organization can never be a verifier: the body that rectifies
-    never checks its own work. Presets follow DOMAIN.md §2:
+    The inspected organization can never be a verifier, an approver of extensions or
+    a decider on recommendations: the body that rectifies never checks its own work.
+    Presets follow DOMAIN.md §2:
 
     * :meth:`supervision_office` — 监督办 verifies (the "一组两办 / 巡督分离" model, the default);
     * :meth:`joint_supervision` — 巡察办 + 纪委监委 + 组织部 where there is no 监督办;
@@ -85,12 +86,23 @@ class RolePolicy:
 
     verifiers: frozenset[Role] = attrs.field(converter=_role_set)
     name: str = "custom"
+    approvers: frozenset[Role] = attrs.field(
+        default=frozenset({Role.LEADING_GROUP, Role.SUPERVISION_OFFICE}), converter=_role_set
+    )
+    """Who approves deadline extensions and pauses."""
+    deciders: frozenset[Role] = attrs.field(
+        default=frozenset({Role.LEADING_GROUP}), converter=_role_set
+    )
+    """Who confirms or dismisses the engine's recommendations (accountability, ...)."""
 
     def __attrs_post_init__(self) -> None:
-        if Role.INSPECTED_ORGANIZATION in self.verifiers:
-            raise ValueError(
-                "the inspected organization cannot verify or close items (separation of duties)"
-            )
+        for what, roles in (
+            ("verify or close items", self.verifiers),
+            ("approve extensions", self.approvers),
+            ("decide on recommendations", self.deciders),
+        ):
+            if Role.INSPECTED_ORGANIZATION in roles:
+                raise ValueError(f"the inspected organization cannot {what} (separation of duties)")
 
     @classmethod
     def supervision_office(cls) -> RolePolicy:

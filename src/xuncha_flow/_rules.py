@@ -23,11 +23,13 @@ from pydantic import BaseModel
 
 from ._definition import Definition
 from ._errors import NotFound, PermissionDenied, RuleViolation, SeparationOfDuties
-from ._model import Item, Lead, Measure, RoundState, Unit
+from ._model import Deadline, Item, Lead, Measure, RoundState, Unit
 from ._payloads import (
     AddMeasure,
     CompleteMilestone,
+    DailyReport,
     DeliverFeedback,
+    ExtendDeadline,
     RecordItem,
     RefineItem,
     ReopenItem,
@@ -356,11 +358,48 @@ def due_after_feedback(ctx: GuardContext) -> Iterator[RuleViolation]:
         )
 
 
+def due_fixed_after_approval(ctx: GuardContext) -> Iterator[RuleViolation]:
+    """Once the plan is approved, a measure's due date is a running deadline: it
+    moves only by an approved extension (``deadline.extend``), never by a revision."""
+    if "due_date" not in ctx.payload.model_fields_set:
+        return
+    unit = unit_of(ctx.state, ctx.kind, ctx.record, ctx.payload)
+    if unit is not None and unit.plan_approved_at is not None:
+        yield RuleViolation(
+            "due_fixed_after_approval",
+            f"the plan of unit {unit.id} is approved: the due date of {ctx.subject} moves only "
+            "by an approved extension of its deadline",
+        )
+
+
 def item_open(ctx: GuardContext) -> Iterator[RuleViolation]:
     measure: Measure = ctx.record
     item = ctx.state.items[measure.item_id]
     if item.state in ITEM_DONE:
         yield RuleViolation("item_open", f"item {item.id} is {item.state!r}")
+
+
+# -- deadlines and reports ----------------------------------------------------------
+def extension_later(ctx: GuardContext) -> Iterator[RuleViolation]:
+    deadline: Deadline = ctx.record
+    due = _p(ctx, ExtendDeadline).due
+    if due <= deadline.due:
+        yield RuleViolation(
+            "extension_later",
+            f"deadline {deadline.id} is due {deadline.due}: "
+            f"an extension moves it later, not to {due}",
+        )
+
+
+def report_day_valid(ctx: GuardContext) -> Iterator[RuleViolation]:
+    unit: Unit = ctx.record
+    day = _p(ctx, DailyReport).day
+    if day > ctx.now.date():
+        yield RuleViolation("report_day_valid", f"a daily report for {day} lies in the future")
+    if unit.plan_approved_at is not None and day < unit.plan_approved_at.date():
+        yield RuleViolation("report_day_valid", f"{day} is before concentrated rectification began")
+    if day in unit.daily_reports:
+        yield RuleViolation("report_day_valid", f"unit {unit.id} already reported for {day}")
 
 
 # -- lead ----------------------------------------------------------------------------
@@ -427,6 +466,9 @@ GUARDS: dict[str, Guard] = {
     "item_open": item_open,
     "lead_items_exist": lead_items_exist,
     "report_after_transfer": report_after_transfer,
+    "extension_later": extension_later,
+    "due_fixed_after_approval": due_fixed_after_approval,
+    "report_day_valid": report_day_valid,
 }
 """The built-in guards by name."""
 
