@@ -99,6 +99,23 @@ def test_a_different_command_reusing_a_command_id_is_refused() -> None:
     assert w.item_state("P-2") == "found"
 
 
+def test_regression_a_reused_command_id_with_another_event_or_payload_is_refused() -> None:
+    """A command id reused for another event, payload, reason or attachments on the
+    same subject by the same actor used to be taken for a retry and silently dropped."""
+    w = _onsite()
+    team = w.team_actor("U-1")
+    w.engine.fire(team, ROUND, "item", "P-1", "confirm", command_id="c-1")
+    before = fingerprint(w.engine)
+    again = w.engine.fire(team, ROUND, "item", "P-1", "confirm", command_id="c-1")
+    assert [e.type for e in again] == ["item.confirm"]
+    with pytest.raises(InvalidCommand, match="already used for another command"):
+        w.engine.fire(team, ROUND, "item", "P-1", "withdraw", reason="不属实", command_id="c-1")
+    with pytest.raises(InvalidCommand, match="already used for another command"):
+        w.engine.fire(team, ROUND, "item", "P-1", "confirm", reason="changed", command_id="c-1")
+    assert fingerprint(w.engine) == before
+    assert w.item_state("P-1") == "confirmed"
+
+
 def test_a_refused_command_can_be_sent_again_with_its_id() -> None:
     w = _onsite()
     w.do("item", "P-1", "confirm")

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from helpers import ROUND, World
+from helpers import ROUND, World, fingerprint
 from xuncha_flow import (
     Event,
     GuardRejected,
@@ -818,3 +818,21 @@ def test_leads_to_the_organization_department_and_other_units() -> None:
     auditor = World.actor(Role.FUNCTIONAL_DEPARTMENT, "audit-bureau", "auditor")
     w.do("lead", "L-2", "receive", actor=auditor)
     assert {le.state for le in w.state.leads.values()} == {"received"}
+
+
+def test_regression_an_item_of_an_archived_round_cannot_be_reopened() -> None:
+    """Reopening an item of an archived round used to leave the item rectifying in a
+    round and unit that are terminal (archived) and can never finish again."""
+    w = World()
+    w.to_feedback({"U-1": ["P-1", "P-2"]})
+    w.plan("U-1")
+    w.finish("P-1")
+    w.finish("P-2")
+    w.close_round(["U-1"])
+    w.round("archive")
+    before = fingerprint(w.engine)
+    with pytest.raises(GuardRejected, match="archived") as refused:
+        w.do("item", "P-1", "reopen", {"lookback_round_id": "R-LB"}, reason="回头看")
+    assert refused.value.rules == ("reopen_allowed",)
+    assert fingerprint(w.engine) == before
+    assert w.item_state("P-1") == "closed"

@@ -486,16 +486,35 @@ class Engine:
         first, last = state.commands[cmd.command_id]
         events = tuple(e for e in self.log.read(state.stream, first - 1) if e.version <= last)
         head = events[0] if events else None
-        if (
-            head is None
-            or head.subject != cmd.subject
-            or head.actor != cmd.actor
-            or (head.kind != cmd.kind)
-        ):
+        if head is None or not self._same_command(state, cmd, head):
             raise InvalidCommand(
                 f"command id {cmd.command_id!r} was already used for another command"
             )
         return events
+
+    def _same_command(self, state: RoundState, cmd: Command, head: Event) -> bool:
+        """Whether ``head`` (the first event of an applied command) came from ``cmd``:
+        same subject, event, actor, payload, reason and attachments."""
+        definition = self._process_for(state).definition(cmd.kind)
+        if not definition.has_event(cmd.event) or head.type != (
+            f"{cmd.kind}.{definition.event(cmd.event).stored}"
+        ):
+            return False
+        model = self.process.payload_model(cmd.kind, cmd.event)
+        try:
+            payload = model.model_validate(cmd.payload).model_dump(
+                mode="json", exclude_unset=bool(getattr(model, "partial", False))
+            )
+        except ValidationError:
+            return False
+        recorded = {k: v for k, v in head.payload.items() if k != "definitions"}
+        return (
+            head.subject == cmd.subject
+            and head.actor == cmd.actor
+            and recorded == payload
+            and head.reason == cmd.reason
+            and head.attachments == cmd.attachments
+        )
 
     def _context(
         self,

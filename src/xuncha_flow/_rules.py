@@ -320,6 +320,10 @@ def reopen_allowed(ctx: GuardContext) -> Iterator[RuleViolation]:
         yield RuleViolation(
             "reopen_allowed", f"unit {unit.id} has not reached rectification ({unit.state!r})"
         )
+    if ctx.round_state == "archived" or unit.state == "archived":
+        yield RuleViolation(
+            "reopen_allowed", f"round {ctx.state.stream} is archived: its items stay closed"
+        )
 
 
 def children_done(ctx: GuardContext) -> Iterator[RuleViolation]:

@@ -95,15 +95,19 @@ class Cast:
 class RoundDriver:
     """Fires events on one round with a suitable actor for each."""
 
-    def __init__(self, engine: Engine, round_id: str, cast: Cast | None = None) -> None:
+    def __init__(
+        self, engine: Engine, round_id: str, cast: Cast | None = None, *, prefix: str = ""
+    ) -> None:
         self.engine = engine
         self.round_id = round_id
         self.cast = cast or Cast()
+        self.prefix = prefix or f"{round_id}:cmd"
+        """Command ids are ``<prefix>:<n>``: give drivers sharing a log distinct prefixes."""
         self._n = 0
 
     def _command_id(self) -> str:
         self._n += 1
-        return f"{self.round_id}:cmd:{self._n}"
+        return f"{self.prefix}:{self._n}"
 
     def actor_for(self, kind: SubjectKind, subject: str, event: str, payload: Any = None) -> Actor:
         """An actor allowed to fire ``event`` on the subject, preferring the unit itself,
