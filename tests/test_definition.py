@@ -11,7 +11,10 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -456,7 +459,7 @@ def test_every_problem_is_reported_in_one_error() -> None:
     assert "transition 'claim' names unknown guard 'nobody_knows'" in exc.problems
     assert "event 'idle' is declared but never used" in exc.problems
     assert any("'unplan' moves back" in p for p in exc.problems)
-    assert exc.states == ("claimed", "found", "planned")
+    assert exc.states == ("claimed", "fed_back", "found", "planned")
     assert len(exc.problems) == 4
     assert all(p in str(exc) for p in exc.problems)
 
@@ -683,3 +686,64 @@ def test_definition_data_is_immutable() -> None:
     assert isinstance(d.data, DefinitionData)
     with pytest.raises(Exception, match="frozen"):
         d.data.states[0].name = "x"  # type: ignore[misc]
+
+
+# -- regressions: fingerprints independent of the hash seed ----------------------
+FINGERPRINT_KINDS = ("round", "unit", "item", "measure", "lead", "deadline", "recommendation")
+
+
+@pytest.mark.parametrize("kind", FINGERPRINT_KINDS)
+def test_regression_to_data_round_trips_fingerprint_and_version_id(kind: str) -> None:
+    d = Definition.build(builtin_definitions(RolePolicy.supervision_office())[kind], guards=GUARDS)
+    again = Definition.build(json.loads(json.dumps(d.to_data())), guards=GUARDS)
+    assert again.data == d.data
+    assert again.fingerprint == d.fingerprint
+    assert again.version_id == d.version_id
+
+
+def test_regression_role_order_in_the_data_does_not_change_the_fingerprint() -> None:
+    data = builtin_definitions(RolePolicy.supervision_office())["lead"]
+    flipped = json.loads(json.dumps(data))
+    for t in flipped["transitions"]:
+        t["roles"] = list(reversed(t["roles"]))
+    a = Definition.build(data, guards=GUARDS)
+    b = Definition.build(flipped, guards=GUARDS)
+    assert a.data == b.data
+    assert a.fingerprint == b.fingerprint
+
+
+def test_regression_version_ids_are_the_same_in_every_interpreter() -> None:
+    """Role sets used to be serialised in hash-seed order, so the same process had
+    different version ids in different interpreters and rounds could not be replayed."""
+    code = (
+        "import json; from xuncha_flow import Process; "
+        "print(json.dumps(Process.standard().version_ids, sort_keys=True))"
+    )
+    seen = set()
+    for seed in range(6):
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        seen.add(out.stdout)
+    assert len(seen) == 1, seen
+
+
+def _item_data() -> dict[str, Any]:
+    return copy.deepcopy(builtin_definitions(RolePolicy.supervision_office())["item"])
+
+
+def test_an_unknown_guard_names_the_source_state() -> None:
+    data = _item_data()
+    next(t for t in data["transitions"] if t["event"] == "claim")["guards"] = ["nope"]
+    with pytest.raises(InvalidDefinition) as info:
+        Definition.build(data, guards=GUARDS)
+    assert info.value.states == ("fed_back",)
+
+
+def test_a_duplicate_state_is_named() -> None:
+    data = _item_data()
+    data["states"].append({"name": "claimed", "label": "重复", "rank": 3})
+    with pytest.raises(InvalidDefinition) as info:
+        Definition.build(data, guards=GUARDS)
+    assert info.value.states == ("claimed",)

@@ -604,3 +604,34 @@ def test_payload_instances_are_accepted_by_fire(engine: Engine) -> None:
     (event,) = engine.fire(TEAM, ROUND, "item", "P-2", "record", good)
     assert event.payload["source"] == "petition"
     assert event.payload["amount_involved"] == "0"
+
+
+# -- errors locate the field -------------------------------------------------------
+_TEAM = Actor(id="team-1-leader", role=Role.INSPECTION_TEAM, organization="team-1")
+
+
+def _on_site() -> Engine:
+    clock = ManualClock(datetime(2026, 3, 2, 10, tzinfo=DEFAULT_TIMEZONE))
+    n = itertools.count(1)
+    engine = Engine(clock=clock, ids=lambda: f"ev-{next(n)}")
+    drv = RoundDriver(engine, "R-1")
+    drv.round("open", {"name": "测试轮次", "level": "county"})
+    drv.do("unit", "U-1", "add", {"name": "x", "organization_id": "org-edu", "team_id": "team-1"})
+    drv.round("approve")
+    drv.round("launch")
+    drv.do("item", "P-1", "record", {"unit_id": "U-1", "description": "问题"})
+    return engine
+
+
+def test_unknown_event_error_locates_the_event_field() -> None:
+    engine = _on_site()
+    with pytest.raises(InvalidCommand) as info:
+        engine.fire(_TEAM, "R-1", "item", "P-1", "teleport")
+    assert [tuple(e["loc"]) for e in info.value.errors] == [("event",)]
+
+
+def test_missing_reason_error_locates_the_reason_field() -> None:
+    engine = _on_site()
+    with pytest.raises(InvalidCommand) as info:
+        engine.fire(_TEAM, "R-1", "item", "P-1", "withdraw")
+    assert [tuple(e["loc"]) for e in info.value.errors] == [("reason",)]

@@ -20,9 +20,16 @@ import json
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
 
 from ._errors import InvalidDefinition
 from ._roles import Role
@@ -37,6 +44,13 @@ __all__ = [
 ]
 
 _IDENT = r"^[a-z][a-z0-9_]*$"
+
+RoleSet = Annotated[
+    frozenset[Role],
+    PlainSerializer(lambda roles: sorted(r.value for r in roles), return_type=list[str]),
+]
+"""A set of roles, serialised sorted: a set's iteration order changes with Python's
+hash seed, and the serialised form feeds the definition's fingerprint."""
 
 
 class _Spec(BaseModel):
@@ -84,7 +98,7 @@ class TransitionSpec(_Spec):
     event: str
     source: tuple[str, ...] = Field(min_length=1)
     dest: str | None
-    roles: frozenset[Role] = Field(min_length=1)
+    roles: RoleSet = Field(min_length=1)
     guards: tuple[str, ...] = ()
     backward: bool = Field(default=False, description="an explicit step back (reopen, reject)")
     automatic: bool = Field(
@@ -108,7 +122,7 @@ class CreationSpec(_Spec):
     """The event that brings a subject into being, in the initial state."""
 
     event: str
-    roles: frozenset[Role] = Field(min_length=1)
+    roles: RoleSet = Field(min_length=1)
     guards: tuple[str, ...] = ()
 
 
@@ -247,15 +261,17 @@ def _check(data: DefinitionData, known_guards: frozenset[str]) -> tuple[list[str
     problems: list[str] = []
     bad: set[str] = set()
 
-    def dup(kind: str, values: Iterable[str]) -> None:
+    def dup(kind: str, values: Iterable[str], *, states: bool = False) -> None:
         seen: set[str] = set()
         for v in values:
             if v in seen:
                 problems.append(f"duplicate {kind} {v!r}")
+                if states:
+                    bad.add(v)
             seen.add(v)
 
-    dup("state name", (s.name for s in data.states))
-    dup("state value", (s.stored for s in data.states))
+    dup("state name", (s.name for s in data.states), states=True)
+    dup("state value", (s.stored for s in data.states), states=True)
     dup("event name", (e.name for e in data.events))
     dup("event value", (e.stored for e in data.events))
 
@@ -287,6 +303,7 @@ def _check(data: DefinitionData, known_guards: frozenset[str]) -> tuple[list[str
         for g in t.guards:
             if g not in known_guards:
                 problems.append(f"{where} names unknown guard {g!r}")
+                bad.update(t.source)
         for src in t.source:
             if states[src].terminal:
                 problems.append(f"{where} leaves terminal state {src!r}")

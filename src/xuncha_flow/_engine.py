@@ -548,7 +548,10 @@ class Engine:
         definition = process.definition(kind)
         if not definition.has_event(name):
             known = ", ".join(e.name for e in definition.events)
-            raise InvalidCommand(f"unknown event {name!r} for a {kind}; known: {known}")
+            message = f"unknown event {name!r} for a {kind}; known: {known}"
+            raise InvalidCommand(
+                message, [{"loc": ["event"], "msg": message, "type": "unknown_event"}]
+            )
         model = process.payload_model(kind, name)
         try:
             payload = model.model_validate(cmd.payload)
@@ -611,7 +614,8 @@ class Engine:
             raise InvalidCommand(f"{kind}.{name} is fired by the engine, not by a command")
         authorize(ctx, event=name, roles=spec.roles, independent=spec.independent)
         if spec.reason_required and not (cmd.reason and cmd.reason.strip()):
-            raise InvalidCommand(f"{kind}.{name} requires a reason")
+            message = f"{kind}.{name} requires a reason"
+            raise InvalidCommand(message, [{"loc": ["reason"], "msg": message, "type": "missing"}])
         _, dest = process.machines[kind].fire(label, source, name, ctx)
         early = window_violations(
             state,
