@@ -465,6 +465,46 @@ BASE_LADDERS = (THREE_COLOUR, FIVE_LETTERS, SEED_LADDER)
 LADDERS: tuple[Ladder, ...] = (*BASE_LADDERS, *(_half_time(x) for x in BASE_LADDERS))
 
 
+# -- tables for the documentation ----------------------------------------------------------
+def rules_table(policy: DeadlinePolicy) -> str:
+    """A markdown table of the policy's rules and their sources."""
+    rows = [
+        "| rule | 中文 | subject | opens on | due | met by | ladder | source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in policy.rules:
+        due = str(r.duration) if r.duration is not None else f"`{r.due_field}`"
+        rows.append(
+            f"| `{r.name}` | {r.label} | {r.subject} | {', '.join(f'`{a}`' for a in r.anchors)} "
+            f"| {due} | {', '.join(f'`{m}`' for m in r.met_by)} | `{r.ladder}` | {r.source} |"
+        )
+    return "\n".join(rows)
+
+
+def ladder_table(ladder: Ladder) -> str:
+    """A markdown table of a ladder's rungs."""
+    rows = [
+        f"**{ladder.label}** (`{ladder.name}`) — {ladder.source}",
+        "",
+        "| rung | 中文 | kind | fires | recipients |",
+        "|---|---|---|---|---|",
+    ]
+    for g in ladder.rungs:
+        when = (
+            f"{g.fraction:.0%} of the window"
+            if g.at == "fraction"
+            else f"{g.at} {g.days:+d} days"
+            if g.days
+            else f"at {g.at}"
+        )
+        extra = f" (recommends {g.recommends})" if g.recommends else ""
+        extra += f" (new final date: due +{g.final_days} days)" if g.final_days else ""
+        rows.append(
+            f"| `{g.name}` | {g.label} | {g.kind}{extra} | {when} | {', '.join(g.recipients)} |"
+        )
+    return "\n".join(rows)
+
+
 # -- computing times -----------------------------------------------------------------------
 def due_instant(due: date, tz: tzinfo) -> datetime:
     """The moment a deadline dated ``due`` passes: midnight starting the next day."""
