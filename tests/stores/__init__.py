@@ -1,0 +1,1 @@
+"""Tests of the event stores: one contract (``contract.py``), one module per adapter."""

@@ -1,0 +1,100 @@
+"""The SQLite event store (the embedded default) passes the store contract."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from xuncha_flow import EventLog
+from xuncha_flow.stores import SqlEventLog, sqlite_engine, sqlite_log
+
+from .contract import OpenStore, SqlContract, make_events
+
+
+class TestSqliteEventLog(SqlContract):
+    @pytest.fixture
+    def path(self, tmp_path: Path) -> Path:
+        return tmp_path / "xuncha.db"
+
+    @pytest.fixture
+    def db(self, path: Path) -> Iterator[sa.Engine]:
+        engine = sqlite_engine(path)
+        yield engine
+        engine.dispose()
+
+    @pytest.fixture
+    def open_store(self, path: Path) -> Iterator[OpenStore]:
+        opened: list[SqlEventLog] = []
+
+        def open_() -> EventLog:
+            opened.append(sqlite_log(path))
+            return opened[-1]
+
+        yield open_
+        for store in opened:
+            store.close()
+
+
+def test_the_file_is_in_wal_mode_with_the_documented_pragmas(tmp_path: Path) -> None:
+    with sqlite_log(tmp_path / "x.db") as store:
+        store.append("R-1", 0, make_events("R-1", 1))
+    engine = sqlite_engine(tmp_path / "x.db")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    engine.dispose()
+    with sqlite_log(tmp_path / "x.db", synchronous="NORMAL", busy_timeout=2) as store:
+        assert store.version("R-1") == 1
+
+
+def test_an_in_memory_sqlite_database_works(tmp_path: Path) -> None:
+    with sqlite_log(":memory:") as store:
+        events = make_events("R-1", 3)
+        store.append("R-1", 0, events)
+        assert list(store.read("R-1")) == events
+
+
+def test_a_host_transaction_on_a_plain_sqlalchemy_engine_rolls_back(tmp_path: Path) -> None:
+    """An engine the host made itself, with the sqlite3 driver's legacy implicit
+    transactions: the store still writes inside the host's transaction."""
+    plain = sa.create_engine(f"sqlite:///{tmp_path / 'plain.db'}")
+    SqlEventLog(plain)
+    with plain.connect() as conn:
+        tx = conn.begin()
+        SqlEventLog(conn).append("R-1", 0, make_events("R-1", 2))
+        tx.rollback()
+    assert SqlEventLog(plain).version("R-1") == 0
+    with plain.connect() as conn:
+        tx = conn.begin()
+        SqlEventLog(conn).append("R-1", 0, make_events("R-1", 2))
+        tx.commit()
+    assert SqlEventLog(plain).version("R-1") == 2
+    plain.dispose()
+
+
+def test_page_size_does_not_change_what_is_read(tmp_path: Path) -> None:
+    engine = sqlite_engine(tmp_path / "p.db")
+    events = make_events("R-1", 7)
+    SqlEventLog(engine).append("R-1", 0, events)
+    for size in (1, 2, 3, 7, 100):
+        store = SqlEventLog(engine, page_size=size)
+        assert list(store.read("R-1")) == events
+        assert list(store.read("R-1", after=4)) == events[4:]
+        assert store.verify().ok
+    with pytest.raises(ValueError, match="page_size"):
+        SqlEventLog(engine, page_size=0)
+    engine.dispose()
+
+
+def test_a_table_prefix_keeps_two_logs_apart(tmp_path: Path) -> None:
+    engine = sqlite_engine(tmp_path / "two.db")
+    a, b = SqlEventLog(engine), SqlEventLog(engine, prefix="other_")
+    a.append("R-1", 0, make_events("R-1", 2))
+    assert b.streams() == []
+    assert sa.inspect(engine).has_table("other_events")
+    engine.dispose()
