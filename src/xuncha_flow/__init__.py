@@ -15,6 +15,7 @@ from ._clock import DEFAULT_TIMEZONE, Clock, ManualClock, SystemClock
 from ._commands import Command, parse_command
 from ._deadlines import Calendars, DeadlinePolicy, DeadlineRule, Duration, Ladder, Rung
 from ._definition import Definition, DefinitionData, EventSpec, StateSpec, TransitionSpec
+from ._diagram import mermaid
 from ._engine import SWEEPER, Engine, Plan, SweepReport, replay
 from ._errors import (
     AlreadyExists,
@@ -122,6 +123,7 @@ __all__ = [
     "YearNotCovered",
     "genesis_hash",
     "json_schemas",
+    "mermaid",
     "outcome_figures",
     "parse_command",
     "replay",
