@@ -14,10 +14,10 @@ grouped by command as the engine appends them.
 2. **Replay from SQLite** — reading a stream back as checked
    :class:`~xuncha_flow.Event` objects against a raw ``SELECT body`` plus
    ``json.loads``; and the whole replay to a round state against the raw scan.
-3. **PostgreSQL, two writers** (when the server at ``--pg-url`` answers) — two
-   threads appending one command a transaction to streams of their own, the store
-   against raw psycopg doing the same statements; and two writers' throughput
-   against one writer's.
+3. **PostgreSQL, one and two writers** (when the server at ``--pg-url`` answers)
+   — writer processes appending one command a transaction to streams of their own,
+   the store against raw psycopg doing the same statements; and two writers'
+   throughput against one writer's, for both.
 
     python bench/bench_store.py [--events N] [--batch 100] [--repeat 3] [--no-postgres]
 """
@@ -28,10 +28,10 @@ import argparse
 import importlib.util
 import itertools
 import json
+import multiprocessing
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -186,97 +186,97 @@ def sqlite_replay(tmp: Path, events: Sequence[Event], repeat: int) -> dict[str, 
 
 
 # -- PostgreSQL ----------------------------------------------------------------------
-def _threads(work: Sequence[Callable[[], None]]) -> float:
-    threads = [threading.Thread(target=w) for w in work]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0
+def _pg_writer(
+    url: str, schema: str, stream: str, events: list[Event], raw: bool, start: Any, done: Any
+) -> None:
+    """One writer process: append ``events``, re-sealed as ``stream``, one command a
+    transaction, through the store or through raw psycopg."""
+    import psycopg
+    import sqlalchemy as sa
+
+    batches = by_command(restream(events, stream))
+    if raw:
+        rows = [[(*_row(e), _body(e)) for e in b] for b in batches]
+        conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+        con = psycopg.connect(conninfo)
+        con.execute(f'SET search_path TO "{schema}"')
+        con.commit()
+        start.wait()
+        for batch, batch_rows in zip(batches, rows, strict=True):
+            first, last = batch[0], batch[-1]
+            with con.transaction(), con.cursor() as cur:
+                if first.version == 1:
+                    cur.execute(
+                        "INSERT INTO xuncha_streams (stream, version, head, created) "
+                        "VALUES (%s, %s, %s, %s)",
+                        (first.stream, last.version, last.hash, first.timestamp),
+                    )
+                else:
+                    cur.execute(
+                        "UPDATE xuncha_streams SET version = %s, head = %s "
+                        "WHERE stream = %s AND version = %s AND head = %s",
+                        (last.version, last.hash, first.stream, first.version - 1, first.prev_hash),
+                    )
+                cur.executemany(_INSERT.replace("?", "%s"), batch_rows)
+        con.close()
+    else:
+        store = postgres_log(url, schema=schema, create=False)
+        store.version(stream)  # a pooled connection, ready
+        start.wait()
+        for batch in batches:
+            store.append(stream, batch[0].version - 1, batch)
+        store.close()
+    done.put(stream)
 
 
-def postgres_writers(url: str, events: Sequence[Event], repeat: int) -> dict[str, float] | None:
+def postgres_writers(url: str, events: list[Event], repeat: int) -> dict[str, float] | None:
+    """Seconds for one and for two writer processes, each appending all ``events``."""
     try:
-        import psycopg
         import sqlalchemy as sa
 
         probe = sa.create_engine(url, connect_args={"connect_timeout": 3})
         with probe.connect():
             pass
-        probe.dispose()
     except Exception as exc:  # no server: the PostgreSQL figures are left out
-        print(f"PostgreSQL skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        print(f"  PostgreSQL left out: {type(exc).__name__}: {str(exc).splitlines()[0]}")
         return None
-    conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    ctx = multiprocessing.get_context("spawn")
 
     def run(writers: int, raw: bool) -> float:
         schema = f"xuncha_bench_{uuid.uuid4().hex[:10]}"
-        store = postgres_log(url, schema=schema, pool_size=writers)
-        streams = [by_command(restream(events, f"W{w}")) for w in range(writers)]
+        postgres_log(url, schema=schema).close()
+        start, done = ctx.Barrier(writers + 1), ctx.Queue()
+        procs = [
+            ctx.Process(target=_pg_writer, args=(url, schema, f"W{w}", events, raw, start, done))
+            for w in range(writers)
+        ]
         try:
-            if raw:
-                rows = [[[(*_row(e), _body(e)) for e in b] for b in s] for s in streams]
-                conns = [psycopg.connect(conninfo) for _ in range(writers)]
-                for c in conns:
-                    c.execute(f'SET search_path TO "{schema}"')
-                    c.commit()
-
-                def raw_writer(w: int) -> Callable[[], None]:
-                    def go() -> None:
-                        con = conns[w]
-                        for batch, batch_rows in zip(streams[w], rows[w], strict=True):
-                            first, last = batch[0], batch[-1]
-                            with con.transaction(), con.cursor() as cur:
-                                if first.version == 1:
-                                    cur.execute(
-                                        "INSERT INTO xuncha_streams (stream, version, head, "
-                                        "created) VALUES (%s, %s, %s, %s)",
-                                        (first.stream, last.version, last.hash, first.timestamp),
-                                    )
-                                else:
-                                    cur.execute(
-                                        "UPDATE xuncha_streams SET version = %s, head = %s "
-                                        "WHERE stream = %s AND version = %s AND head = %s",
-                                        (
-                                            last.version,
-                                            last.hash,
-                                            first.stream,
-                                            first.version - 1,
-                                            first.prev_hash,
-                                        ),
-                                    )
-                                cur.executemany(_INSERT.replace("?", "%s"), batch_rows)
-
-                    return go
-
-                elapsed = _threads([raw_writer(w) for w in range(writers)])
-                for c in conns:
-                    c.close()
-            else:
-
-                def writer(batches: Batches) -> Callable[[], None]:
-                    def go() -> None:
-                        for batch in batches:
-                            store.append(batch[0].stream, batch[0].version - 1, batch)
-
-                    return go
-
-                elapsed = _threads([writer(b) for b in streams])
-            assert store.verify().ok
+            for p in procs:
+                p.start()
+            start.wait(timeout=120)
+            t0 = time.perf_counter()
+            for _ in procs:
+                done.get(timeout=600)
+            elapsed = time.perf_counter() - t0
+            for p in procs:
+                p.join()
+            with postgres_log(url, schema=schema, create=False) as store:
+                assert store.verify().ok
+                assert [store.version(f"W{w}") for w in range(writers)] == [len(events)] * writers
             return elapsed
         finally:
-            store.close()
-            cleanup = sa.create_engine(url)
-            with cleanup.begin() as conn:
+            with probe.begin() as conn:
                 conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-            cleanup.dispose()
 
-    return {
-        "store1": best(lambda: run(1, raw=False), repeat),
-        "store2": best(lambda: run(2, raw=False), repeat),
-        "raw2": best(lambda: run(2, raw=True), repeat),
-    }
+    try:
+        return {
+            "store1": best(lambda: run(1, raw=False), repeat),
+            "store2": best(lambda: run(2, raw=False), repeat),
+            "raw1": best(lambda: run(1, raw=True), repeat),
+            "raw2": best(lambda: run(2, raw=True), repeat),
+        }
+    finally:
+        probe.dispose()
 
 
 # -- report --------------------------------------------------------------------------
@@ -322,12 +322,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if not args.no_postgres:
         pg = postgres_writers(args.pg_url, events, args.repeat)
         if pg is not None:
+            line("postgres 1 writer, 1 command/tx", pg["store1"], pg["raw1"], len(events))
             line("postgres 2 writers, 1 command/tx", pg["store2"], pg["raw2"], 2 * len(events))
-            ratios["postgres 2 writers / 1 writer throughput"] = 2 * pg["store1"] / pg["store2"]
-            print(
-                "  postgres throughput, 2 writers / 1 writer (store)"
-                f"      {2 * pg['store1'] / pg['store2']:5.2f}"
-            )
+            for side in ("store", "raw"):
+                gain = 2 * pg[f"{side}1"] / pg[f"{side}2"]
+                ratios[f"postgres {side}: 2 writers / 1 writer throughput"] = gain
+                label = f"postgres {side}: throughput 2 writers / 1 writer"
+                print(f"  {label:<38} {'':62}{gain:5.2f}")
     return ratios
 
 
