@@ -144,9 +144,11 @@ class Engine:
         self.process = process if process is not None else Process.standard()
         self.hooks = hooks if hooks is not None else Hooks()
         self._ids = ids if ids is not None else (lambda: uuid.uuid4().hex)
-        self._processes: dict[str, Process] = {}
+        # keyed by everything a round pins (definitions and deadline policy): processes
+        # that share a round definition are still different processes
+        self._processes: dict[tuple[tuple[str, str], ...], Process] = {}
         for p in (*processes, self.process):
-            self._processes[p.definitions["round"].version_id] = p
+            self._processes[tuple(sorted(p.version_ids.items()))] = p
         self._states: dict[str, RoundState] = {}
         self.agenda = Agenda()
         self._locks: dict[str, threading.RLock] = {}
@@ -724,12 +726,17 @@ def replay(stream: str, events: Iterable[Event], processes: Iterable[Process]) -
     Raises :class:`IntegrityError` at the first event that does not fit (wrong
     version, broken hash link, impossible transition, unknown definition).
     """
-    by_round: dict[str, Process] = {p.definitions["round"].version_id: p for p in processes}
+    known = list(processes)
     state = RoundState(stream, genesis_hash(stream))
     definitions: Mapping[str, Definition] | None = None
     for event in events:
         if definitions is None:
-            process = by_round.get(event.definition)
+            # the process the round pinned when it was opened; else one with its
+            # round definition (several processes may share a round definition)
+            pinned = event.payload.get("definitions")
+            process = next((p for p in known if p.version_ids == pinned), None) or next(
+                (p for p in known if p.definitions["round"].version_id == event.definition), None
+            )
             if process is None:
                 raise IntegrityError(
                     f"round {stream!r} was opened with unknown definition {event.definition!r}",
