@@ -30,13 +30,18 @@ def open_backend(backend: Backend) -> SqlEventLog:
 
 
 class CountingLog(EventLog):
-    """Passes everything to ``inner`` and counts the conflicts ``append`` raises."""
+    """Passes everything to ``inner`` and counts the conflicts ``append`` raises.
+    With a ``gate``, the first append waits there first."""
 
-    def __init__(self, inner: EventLog) -> None:
+    def __init__(self, inner: EventLog, gate: Barrier | None = None) -> None:
         self.inner = inner
+        self.gate = gate
         self.conflicts = 0
 
     def append(self, stream: str, expected_version: int, events: Sequence[Event]) -> None:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.wait(timeout=60)
         try:
             self.inner.append(stream, expected_version, events)
         except ConcurrencyConflict:
@@ -67,13 +72,15 @@ def record_items(
     results: Queue[dict[str, Any]],
 ) -> None:
     """Record ``count`` distinct items on ``unit``, all workers at once; report the
-    events of every command and the conflicts met on the way."""
+    events of every command and the conflicts met on the way. ``start`` is a barrier
+    of all workers just before their first append."""
     store = open_backend(backend)
-    log = CountingLog(store)
+    # Every worker decides its first command on the same version of the round and
+    # waits at ``start`` before appending it: all but one of those appends are stale,
+    # whatever the engine caches.
+    log = CountingLog(store, gate=start)
     engine = Engine(clock=ManualClock(START), log=log, ids=lambda: f"w{worker}-{uuid.uuid4().hex}")
-    engine.state(round_id)  # load the round before the race starts
     commands: dict[str, list[str]] = {}
-    start.wait(timeout=60)
     for k in range(count):
         command_id = f"w{worker}-cmd-{k}"
         events = record_item(

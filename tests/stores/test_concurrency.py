@@ -98,8 +98,8 @@ def test_four_processes_lose_nothing_and_apply_nothing_twice(backend: Backend) -
     expected = {f"W{w}-P{k:03d}" for w in range(WORKERS) for k in range(ITEMS_PER_WORKER)}
     assert set(state.items) == expected
     assert set(state.units["U-1"].item_ids) == expected
-    # conflicts were surfaced to the engines and retried: every worker loaded the
-    # round before the start, so all but one of the first appends were stale
+    # conflicts were surfaced to the engines and retried: the workers decided their
+    # first commands on the same version, so all but one of those appends were stale
     conflicts = sum(r["conflicts"] for r in reports)
     assert conflicts >= WORKERS - 1
     # the state is the replay of the log, and the log verifies
