@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from xuncha_flow import EventLog
+from xuncha_flow import ConcurrencyConflict, EventLog
 from xuncha_flow.stores import SqlEventLog, sqlite_engine, sqlite_log
 
 from .contract import OpenStore, SqlContract, make_events
@@ -73,7 +73,14 @@ def test_a_host_transaction_on_a_plain_sqlalchemy_engine_rolls_back(tmp_path: Pa
         tx = conn.begin()
         SqlEventLog(conn).append("R-1", 0, make_events("R-1", 2))
         tx.commit()
-    assert SqlEventLog(plain).version("R-1") == 2
+    own = SqlEventLog(plain)  # the store's own transactions on that engine
+    assert own.version("R-1") == 2
+    events = list(own.read("R-1"))
+    own.append("R-1", 2, make_events("R-1", 1, after=2, prev=events[-1].hash, command="x"))
+    with pytest.raises(ConcurrencyConflict):
+        own.append("R-1", 2, make_events("R-1", 1, after=2, prev=events[-1].hash, tag="y"))
+    assert own.version("R-1") == 3
+    assert own.verify().ok
     plain.dispose()
 
 

@@ -149,7 +149,8 @@ class SqlEventLog(EventLog):
     named ``<prefix>events``, ``<prefix>streams`` and ``<prefix>schema_version``,
     in database schema ``schema`` if given. With ``create`` the tables are created
     or upgraded to :data:`SCHEMA_VERSION`; without it, a database at another version
-    is refused.
+    is refused. ``page_size`` is how many events :meth:`read` fetches a query;
+    ``owns_engine`` makes :meth:`close` dispose of the engine.
     """
 
     def __init__(
