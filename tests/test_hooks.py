@@ -361,14 +361,14 @@ def test_a_conflict_at_append_rolls_back_and_a_retry_succeeds() -> None:
     assert after_calls == [3, 3, 3]  # the hook ran in every attempt, inside its unit of work
 
 
-def test_a_second_engine_writing_first_causes_a_conflict_then_a_reload() -> None:
+def test_a_stale_engine_reloads_before_deciding() -> None:
+    """Another engine appended to the round since this one loaded it: the command
+    is decided on the current facts (reloaded from the log), not refused on old ones."""
     log = InMemoryEventLog()
     w = _at_feedback_day(log=log)
     other = World(log=log, id_prefix="other")
     other.clock.set(w.clock.now())
     assert other.state == w.state  # both have the round loaded
-
-    # the other engine claims nothing yet: it records a lead first
     other.do(
         "lead",
         "L-1",
@@ -381,24 +381,59 @@ def test_a_second_engine_writing_first_causes_a_conflict_then_a_reload() -> None
             "transferred_on": other.clock.today().isoformat(),
         },
     )
-    assert log.version(ROUND) == w.state.version + 1  # w's cached state is stale
+    events = w.engine.execute(_feedback_command(w))
+    assert [e.type for e in events] == FEEDBACK_TYPES
+    assert events[0].version == log.version(ROUND) - len(events) + 1
+    assert "L-1" in w.state.leads
+    assert log.verify().ok
+    assert w.engine.replay(ROUND) == w.state
 
+
+class RacingLog(InMemoryEventLog):
+    """A log where another writer appends just before our next append: the race
+    that optimistic concurrency exists for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.race: Any = None
+
+    def append(self, stream: str, expected_version: int, events: Any) -> None:
+        race, self.race = self.race, None
+        if race is not None:
+            race()
+        super().append(stream, expected_version, events)
+
+
+def test_a_writer_racing_in_between_causes_a_conflict_then_a_reload() -> None:
+    log = RacingLog()
+    w = _at_feedback_day(log=log)
+    other = World(log=log, id_prefix="other")
+    other.clock.set(w.clock.now())
+    other.state  # loads  # noqa: B018
+    before = fingerprint(w.engine)
+    log.race = lambda: other.do(
+        "lead",
+        "L-1",
+        "transfer",
+        {
+            "item_ids": ["P-1"],
+            "receiver": "discipline_commission",
+            "receiver_org": "jw",
+            "summary": "线索",
+            "transferred_on": other.clock.today().isoformat(),
+        },
+    )
     with pytest.raises(ConcurrencyConflict) as conflict:
         w.engine.execute(_feedback_command(w))
-    assert conflict.value.expected == log.version(ROUND) - 1
-    assert log.version(ROUND) == other.state.version  # nothing of w's was written
-    # the stale state was dropped: w now sees the other engine's lead
-    assert w.state == other.state
-    assert "L-1" in w.state.leads
+    assert conflict.value.expected == before[1]
+    assert log.version(ROUND) == before[1] + 1  # only the other writer's event was written
+    assert w.state == other.state  # the stale state was dropped and reloaded
     assert w.unit_state("U-1") == "report_decided"
 
-    # a stale engine that retries reloads and succeeds
-    third = World(log=log, id_prefix="third")
-    third.clock.set(w.clock.now())
-    third.state  # loads  # noqa: B018
-    other.do("lead", "L-1", "receive")
-    events = third.engine.execute(_feedback_command(third, "cmd-third"), retries=1)
+    # with retries the command is decided again on the reloaded state and succeeds
+    log.race = lambda: other.do("lead", "L-1", "receive")
+    events = w.engine.execute(_feedback_command(w, "cmd-retry"), retries=1)
     assert [e.type for e in events] == FEEDBACK_TYPES
     assert log.verify().ok
-    assert third.engine.replay(ROUND) == third.state
-    assert third.state.leads["L-1"].state == "received"
+    assert w.engine.replay(ROUND) == w.state
+    assert w.state.leads["L-1"].state == "received"

@@ -460,7 +460,7 @@ def _deadline(policy: RolePolicy) -> dict[str, Any]:
         "states": [
             _s("running", "计时中", 0, initial=True),
             _s("paused", "已暂停", 0),
-            _s("met", "已按期完成", 1, terminal=True),
+            _s("met", "已完成", 1, terminal=True),
             _s("cancelled", "已终止", 1, terminal=True),
         ],
         "events": _events(
@@ -472,7 +472,7 @@ def _deadline(policy: RolePolicy) -> dict[str, Any]:
             meet="完成",
             cancel="终止",
         ),
-        "create": {"event": "open", "roles": sorted(EVERYONE)},
+        "create": {"event": "open", "roles": sorted(EVERYONE), "automatic": True},
         "transitions": [
             _t("pause", "running", "paused", policy.approvers, reason_required=True),
             _t("resume", "paused", "running", policy.approvers, reason_required=True),
@@ -502,7 +502,7 @@ def _recommendation(policy: RolePolicy) -> dict[str, Any]:
             _s("dismissed", "不予采纳", 1, terminal=True),
         ],
         "events": _events(recommend="提出建议", confirm="采纳", dismiss="不予采纳"),
-        "create": {"event": "recommend", "roles": sorted(SWEEPERS)},
+        "create": {"event": "recommend", "roles": sorted(SWEEPERS), "automatic": True},
         "transitions": [
             _t("confirm", "pending", "confirmed", policy.deciders, reason_required=True),
             _t("dismiss", "pending", "dismissed", policy.deciders, reason_required=True),

@@ -124,6 +124,9 @@ class CreationSpec(_Spec):
     event: str
     roles: RoleSet = Field(min_length=1)
     guards: tuple[str, ...] = ()
+    automatic: bool = Field(
+        default=False, description="subjects of this kind are created by the engine only"
+    )
 
 
 class DefinitionData(_Spec):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -150,6 +151,7 @@ class Engine:
         for p in (*processes, self.process):
             self._processes[tuple(sorted(p.version_ids.items()))] = p
         self._states: dict[str, RoundState] = {}
+        self._active: set[str] = set()
         self.agenda = Agenda()
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
@@ -209,7 +211,7 @@ class Engine:
         :meth:`execute`, but hooks do not run and nothing changes."""
         cmd = parse_command(command)  # type: ignore[arg-type]
         with self._lock(cmd.round_id):
-            state = self._load(cmd.round_id)
+            state = self._fresh(cmd.round_id)
             return self._decide(state, self._process_for(state), cmd, self._now())
 
     def allowed_events(
@@ -219,7 +221,7 @@ class Engine:
         allowed for the actor's role and organization. Guards, which depend on the
         payload, are checked when the event is fired."""
         with self._lock(round_id):
-            state = self._load(round_id)
+            state = self._fresh(round_id)
             if state.round is None:
                 raise NotFound("round", round_id)
             process = self._process_for(state)
@@ -245,7 +247,7 @@ class Engine:
     def state(self, round_id: str) -> RoundState:
         """The round's current state. Treat it as read-only."""
         with self._lock(round_id):
-            state = self._load(round_id)
+            state = self._fresh(round_id)
         if state.round is None:
             raise NotFound("round", round_id)
         return state
@@ -277,6 +279,15 @@ class Engine:
                 lock = self._locks[stream] = threading.RLock()
             return lock
 
+    def _fresh(self, stream: str) -> RoundState:
+        """The round's state, reloaded when another writer has appended to its log
+        since it was cached, so that commands are decided on current facts."""
+        state = self._load(stream)
+        if not state.in_unit_of_work and self.log.version(stream) != state.version:
+            self._states.pop(stream, None)
+            state = self._load(stream)
+        return state
+
     def _load(self, stream: str) -> RoundState:
         state = self._states.get(stream)
         if state is None:
@@ -299,33 +310,52 @@ class Engine:
             stream=state.stream,
         )
 
-    def _execute(self, cmd: Command) -> tuple[Event, ...]:
-        with self._lock(cmd.round_id):
-            state = self._load(cmd.round_id)
-            if cmd.command_id in state.commands:
-                return self._replayed(state, cmd)
-            process = self._process_for(state)
-            now = self._now()
-            plan = self._decide(state, process, cmd, now)
-            self.hooks.run_before(
-                BeforeContext(cmd, state, plan.type, plan.from_state, plan.to_state)
-            )
-            expected = state.version
-            state.begin()
+    @contextmanager
+    def _exclusive(self, stream: str) -> Iterator[None]:
+        """Hold the round's lock for one unit of work. The lock is re-entrant for the
+        thread that holds it, so a hook firing a command on its own round would
+        otherwise interleave two units of work: that is refused."""
+        with self._lock(stream):
+            if stream in self._active:
+                raise InvalidCommand(
+                    f"a command on round {stream!r} is in progress: a hook may not "
+                    "fire commands on the round it runs for"
+                )
+            self._active.add(stream)
             try:
-                events = self._apply(state, process, cmd, plan, now)
-                self.hooks.run_after(AfterContext(cmd, events, state))
-                self.log.append(cmd.round_id, expected, events)
-            except ConcurrencyConflict:
-                state.rollback()
-                self._states.pop(cmd.round_id, None)
-                raise
-            except BaseException:
-                state.rollback()
-                raise
-            state.commit()
-            self._schedule(state, process, events)
-            return events
+                yield
+            finally:
+                self._active.discard(stream)
+
+    def _execute(self, cmd: Command) -> tuple[Event, ...]:
+        with self._exclusive(cmd.round_id):
+            return self._execute_locked(cmd)
+
+    def _execute_locked(self, cmd: Command) -> tuple[Event, ...]:
+        """Decide, apply, hook and append one command; the round's lock is held."""
+        state = self._fresh(cmd.round_id)
+        if cmd.command_id in state.commands:
+            return self._replayed(state, cmd)
+        process = self._process_for(state)
+        now = self._now()
+        plan = self._decide(state, process, cmd, now)
+        self.hooks.run_before(BeforeContext(cmd, state, plan.type, plan.from_state, plan.to_state))
+        expected = state.version
+        state.begin()
+        try:
+            events = self._apply(state, process, cmd, plan, now)
+            self.hooks.run_after(AfterContext(cmd, events, state))
+            self.log.append(cmd.round_id, expected, events)
+        except ConcurrencyConflict:
+            state.rollback()
+            self._states.pop(cmd.round_id, None)
+            raise
+        except BaseException:
+            state.rollback()
+            raise
+        state.commit()
+        self._schedule(state, process, events)
+        return events
 
     # -- time ------------------------------------------------------------------------
     def _schedule(
@@ -395,21 +425,24 @@ class Engine:
         for _, stream, key in taken:
             by_stream.setdefault(stream, []).append(key)
         recorded: list[Event] = []
+        done: set[str] = set()
         for stream, keys in by_stream.items():
             try:
                 recorded += self._sweep_round(stream, keys, at, now, who)
             except BaseException:
+                # put back what this round and the rounds not swept yet had taken
                 for when, s, key in taken:
-                    if s == stream:
+                    if s not in done:
                         self.agenda.push(when, s, key)
                 raise
+            done.add(stream)
         return SweepReport(at=at, events=tuple(recorded))
 
     def _sweep_round(
         self, stream: str, keys: list[AgendaKey], at: datetime, now: datetime, actor: Actor
     ) -> list[Event]:
-        with self._lock(stream):
-            state = self._load(stream)
+        with self._exclusive(stream):
+            state = self._fresh(stream)
             process = self._process_for(state)
             policy = process.deadlines
             pending: list[FollowUp] = []
@@ -586,6 +619,8 @@ class Engine:
             now,
         )
         data = payload.model_dump(mode="json", exclude_unset=bool(getattr(model, "partial", False)))
+        if creating and definition.data.create.automatic:
+            raise InvalidCommand(f"a {kind} is opened by the engine, not by a command")
         if creating:
             if record is not None or (kind == "item" and cmd.subject in state.items):
                 raise AlreadyExists(kind, cmd.subject)

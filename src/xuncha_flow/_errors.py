@@ -14,6 +14,8 @@ and from the builtin exception it matches, and carries its context as attributes
     │   └── Vetoed                             a before-hook refused the command on purpose
     ├── ConcurrencyConflict (RuntimeError)     another writer appended to the stream first
     ├── CalendarError (LookupError)            a calendar has no data for the date asked about
+    │   └── YearNotCovered                     no official holiday schedule for that year
+    ├── ScheduleError (ValueError)             holiday schedule data is malformed
     └── IntegrityError (ValueError)            a log fails verification or cannot be replayed
 
 A refused command never changes state or log: when any of these is raised by
@@ -121,8 +123,9 @@ class PermissionDenied(XunchaError, PermissionError):
 
 
 class SeparationOfDuties(PermissionDenied):
-    """The organization that rectifies an item tried to verify or close it, or an
-    actor acted for an organization that is not theirs."""
+    """The organization that rectifies an item tried to verify, close, reject or
+    withdraw it. (Acting for an organization that is not one's own is a plain
+    :class:`PermissionDenied`.)"""
 
 
 class TransitionNotAllowed(XunchaError, RuntimeError):

@@ -296,6 +296,11 @@ class RoundState:
             raise RuntimeError("a unit of work is already open on this round")
         self._journal = []
 
+    @property
+    def in_unit_of_work(self) -> bool:
+        """True between :meth:`begin` and :meth:`commit` or :meth:`rollback`."""
+        return self._journal is not None
+
     def commit(self) -> None:
         self._journal = None
 

@@ -82,6 +82,10 @@ class RolePolicy:
     * :meth:`joint_supervision` — 巡察办 + 纪委监委 + 组织部 where there is no 监督办;
     * :meth:`three_party` — 巡察办 + 巡察组 check together with the unit [practice];
       the unit takes part in the check but the record is signed by the office or team.
+
+    Extensions and pauses of deadlines are approved by the leading group and the
+    supervision office (the 巡察办 where there is no 监督办: the last two presets);
+    recommendations are decided by the leading group.
     """
 
     verifiers: frozenset[Role] = attrs.field(converter=_role_set)
@@ -115,8 +119,13 @@ class RolePolicy:
                 {Role.INSPECTION_OFFICE, Role.DISCIPLINE_COMMISSION, Role.ORGANIZATION_DEPARTMENT}
             ),
             name="joint_supervision",
+            approvers=frozenset({Role.LEADING_GROUP, Role.INSPECTION_OFFICE}),
         )
 
     @classmethod
     def three_party(cls) -> RolePolicy:
-        return cls(frozenset({Role.INSPECTION_OFFICE, Role.INSPECTION_TEAM}), name="three_party")
+        return cls(
+            frozenset({Role.INSPECTION_OFFICE, Role.INSPECTION_TEAM}),
+            name="three_party",
+            approvers=frozenset({Role.LEADING_GROUP, Role.INSPECTION_OFFICE}),
+        )
