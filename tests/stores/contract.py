@@ -304,18 +304,37 @@ class StoreContract:
         assert later.log.version("R-1") == version
         assert [e.command_id for e in later.log.read("R-1")].count("cmd-p1") == 1
 
-    def test_a_stale_engine_conflicts_then_retries(self, open_store: OpenStore) -> None:
+    def test_a_stale_engine_reloads_then_a_racing_writer_conflicts(
+        self, open_store: OpenStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         a = engine_on(open_store(), "A")
         open_round(a, "R-1")
         b = engine_on(open_store(), "B")
         assert b.state("R-1").version == a.state("R-1").version  # b has the round cached
         record_item(a, "R-1", "U-1", "P-a", "cmd-a")
-        version = a.log.version("R-1")
-        with pytest.raises(ConcurrencyConflict):
-            record_item(b, "R-1", "U-1", "P-b", "cmd-b")
-        assert a.log.version("R-1") == version  # nothing of b's command was written
-        record_item(b, "R-1", "U-1", "P-b", "cmd-b", retries=1)
+        record_item(b, "R-1", "U-1", "P-b", "cmd-b")  # b reloads before deciding
         assert set(b.state("R-1").items) == {"P-a", "P-b"}
+        # a writer that appends between b's decision and b's append: a conflict
+        # (the in-memory store is one object shared by both engines: the racer's own
+        # append goes straight through)
+        append = b.log.append
+
+        def race(item: str, command: str) -> None:
+            def racing(stream: str, expected: int, events: Any) -> None:
+                monkeypatch.setattr(b.log, "append", append)
+                record_item(a, "R-1", "U-1", item, command)
+                append(stream, expected, events)
+
+            monkeypatch.setattr(b.log, "append", racing)
+
+        race("P-c", "cmd-c")
+        version = a.log.version("R-1") + 1  # after the racer's item
+        with pytest.raises(ConcurrencyConflict):
+            record_item(b, "R-1", "U-1", "P-e", "cmd-e")
+        assert a.log.version("R-1") == version  # nothing of b's command was written
+        race("P-d", "cmd-d")
+        record_item(b, "R-1", "U-1", "P-e", "cmd-e", retries=1)
+        assert set(b.state("R-1").items) == {"P-a", "P-b", "P-c", "P-d", "P-e"}
         assert b.state("R-1") == replay("R-1", b.log.read("R-1"), [Process.standard()])
 
     def test_a_whole_round_reopens_and_replays_to_the_live_state(
@@ -590,8 +609,9 @@ class SqlContract(StoreContract):
             conn.execute(notes.insert().values(id=1, text="round opened"))
             assert conn.in_transaction()
             assert outside.version("R-1") == 0  # the store did not commit the host's work
+            written = engine.state("R-1").version
             tx.commit()
-        assert outside.version("R-1") == engine.state("R-1").version
+        assert outside.version("R-1") == written
         assert outside.verify().ok
         with db.connect() as conn:
             assert conn.execute(sa.select(notes.c.text)).scalars().all() == ["round opened"]
