@@ -282,3 +282,17 @@ def test_events_round_trip_through_json() -> None:
     again = type(event).model_validate_json(event.model_dump_json())
     assert again == event
     assert json.loads(event.model_dump_json())["timestamp"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("kind", "event", "subject"),
+    [("deadline", "open", "rectification_plan:U-1"), ("recommendation", "recommend", "x@y")],
+)
+def test_subjects_the_engine_creates_cannot_be_created_by_a_command(
+    kind: str, event: str, subject: str
+) -> None:
+    w = _onsite()
+    before = fingerprint(w.engine)
+    with pytest.raises(InvalidCommand, match="by the engine, not by a command"):
+        w.engine.fire(w.cast.supervision, ROUND, kind, subject, event)
+    assert fingerprint(w.engine) == before

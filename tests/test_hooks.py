@@ -20,6 +20,7 @@ from xuncha_flow import (
     HookFailed,
     Hooks,
     InMemoryEventLog,
+    InvalidCommand,
     PermissionDenied,
     Vetoed,
 )
@@ -437,3 +438,25 @@ def test_a_writer_racing_in_between_causes_a_conflict_then_a_reload() -> None:
     assert log.verify().ok
     assert w.engine.replay(ROUND) == w.state
     assert w.state.leads["L-1"].state == "received"
+
+
+@pytest.mark.parametrize("phase", ["before", "after"])
+def test_a_hook_firing_a_command_on_its_own_round_is_refused(phase: str) -> None:
+    """The round's lock is re-entrant for its thread: a nested command would
+    interleave with the unit of work the hook runs in, so it is refused and the
+    outer command changes nothing."""
+    hooks = Hooks()
+    w = _at_feedback_day(hooks=hooks)
+
+    def nested(ctx: Any) -> None:
+        w.do("item", "P-1", "withdraw", reason="不属实")
+
+    if phase == "before":
+        hooks.before(nested)
+    else:
+        hooks.after(nested)
+    before = fingerprint(w.engine)
+    with pytest.raises(InvalidCommand, match="hook may not fire commands"):
+        _feedback(w)
+    assert fingerprint(w.engine) == before
+    assert w.engine.replay(ROUND) == w.state
