@@ -21,9 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import date, datetime, time, timedelta, tzinfo
-from functools import cached_property
 from typing import Literal, Self
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -180,10 +179,15 @@ class DeadlinePolicy(_Data):
         for rule in self.rules:
             if rule.ladder is not None and rule.ladder not in ladders:
                 raise ValueError(f"rule {rule.name} names unknown ladder {rule.ladder!r}")
-        ZoneInfo(self.timezone)  # raises for an unknown zone
+        if self.timezone != "Asia/Shanghai":  # the default has a fallback (see _clock)
+            try:
+                ZoneInfo(self.timezone)
+            except ZoneInfoNotFoundError as exc:
+                raise ValueError(f"unknown time zone {self.timezone!r}") from exc
         return self
 
-    @cached_property
+    # Not cached: ``model_copy(update=...)`` would copy a cached value into a changed copy.
+    @property
     def fingerprint(self) -> str:
         data = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(data.encode()).hexdigest()
@@ -192,7 +196,7 @@ class DeadlinePolicy(_Data):
     def version_id(self) -> str:
         return f"deadlines:{self.name}#{self.fingerprint[:12]}"
 
-    @cached_property
+    @property
     def tz(self) -> tzinfo:
         return DEFAULT_TIMEZONE if self.timezone == "Asia/Shanghai" else ZoneInfo(self.timezone)
 
