@@ -370,7 +370,9 @@ class Engine:
             deadlines = [d for d in state.deadlines.values() if d.state == "running"]
             units = [u.id for u in state.units.values() if u.state == "rectifying"]
             rounds = [stream] if state.round is not None and state.round.state == "rectify" else []
-            now = self._now()
+            # a round just loaded is checked at once (the checks record each day once),
+            # else an engine started for each sweep (a cron job) would never check
+            check = self._now()
         else:
             seen = list(events)
             deadlines = [state.deadlines[e.subject] for e in seen if e.kind == "deadline"]
@@ -382,17 +384,17 @@ class Engine:
             rounds = [
                 stream for e in seen if e.type in ("round.start_rectification", "round.reopen")
             ]
-            now = seen[-1].timestamp if seen else self._now()
+            check = next_check(seen[-1].timestamp if seen else self._now(), policy)
         for deadline in deadlines:
             when = next_time(policy, deadline)
             if when is not None:
                 self.agenda.push(when, stream, ("deadline", deadline.id))
         if policy.daily_report:
             for unit_id in units:
-                self.agenda.push(next_check(now, policy), stream, ("unit", unit_id))
+                self.agenda.push(check, stream, ("unit", unit_id))
         if policy.weekly_bulletin:
             for _ in rounds[:1]:
-                self.agenda.push(next_check(now, policy), stream, ("round", stream))
+                self.agenda.push(check, stream, ("round", stream))
 
     def sweep(
         self,
