@@ -327,8 +327,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             for side in ("store", "raw"):
                 gain = 2 * pg[f"{side}1"] / pg[f"{side}2"]
                 ratios[f"postgres {side}: 2 writers / 1 writer throughput"] = gain
-                label = f"postgres {side}: throughput 2 writers / 1 writer"
-                print(f"  {label:<38} {'':62}{gain:5.2f}")
+                label = f"pg {side}: 2 vs 1 writer throughput"
+                print(f"  {label:<38}{'ratio ':>57}{gain:5.2f}")
     return ratios
 
 
