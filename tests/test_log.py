@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -424,3 +424,48 @@ def test_replay_refuses_a_broken_chain(
     with pytest.raises(IntegrityError, match=message) as info:
         replay("R-1", tamper(events), [Process.standard()])
     assert info.value.version == version
+
+
+# -- the due index shared by sweeping workers ----------------------------------------------
+def test_the_in_memory_due_index_leases_streams_to_one_worker_at_a_time() -> None:
+    t0 = at(5, 1, 9)
+    log = InMemoryEventLog()
+    for stream, hours in (("R-a", 2), ("R-b", 1), ("R-c", 30)):
+        chain = list(make_engine(stream).log.read(stream))
+        log.record(stream, 0, chain, due=t0 + timedelta(hours=hours))
+    lease = timedelta(minutes=5)
+    now = t0 + timedelta(hours=3)
+    assert log.claim_due(now, worker="w1", lease=lease) == ["R-b", "R-a"]  # earliest first
+    assert log.claim_due(now, worker="w2", lease=lease) == []  # leased to w1
+    assert log.claim_due(now, worker="w1", lease=lease, limit=1) == ["R-b"]  # w1 may again
+    log.release("R-a", due=None, worker="w1")  # nothing pending there any more
+    later = now + timedelta(minutes=6)  # w1's lease on R-b lapsed: a crashed worker
+    assert log.claim_due(later, worker="w2", lease=lease) == ["R-b"]
+    log.release("R-b", due=later + timedelta(days=1), worker="w1")  # not w1's any more
+    assert log.claim_due(later, worker="w3", lease=lease) == []  # still w2's
+    assert log.claim_due(t0 + timedelta(days=2), worker="w3", lease=lease) == ["R-b", "R-c"]
+
+
+def test_an_event_log_without_a_due_index_leaves_sweeps_to_the_engine() -> None:
+    class Plain(EventLog):
+        def __init__(self) -> None:
+            self.inner = InMemoryEventLog()
+
+        def append(self, stream: str, expected_version: int, events: Any) -> None:
+            self.inner.append(stream, expected_version, events)
+
+        def read(self, stream: str, after: int = 0) -> Any:
+            return self.inner.read(stream, after)
+
+        def streams(self) -> list[str]:
+            return self.inner.streams()
+
+        def version(self, stream: str) -> int:
+            return self.inner.version(stream)
+
+    log = Plain()
+    chain = list(make_engine("R-p").log.read("R-p"))
+    log.record("R-p", 0, chain, due=at(3, 1))  # the default just appends
+    assert log.version("R-p") == len(chain)
+    assert log.claim_due(at(5, 1), worker="w", lease=timedelta(minutes=1)) is None
+    log.release("R-p", due=None, worker="w")  # nothing to do, no error

@@ -841,9 +841,30 @@ def test_two_engines_sweeping_one_round_record_each_rung_once() -> None:
             raced.append(other.sweep())
 
     w.clock.set(w.deadline(MEASURE).due_at)
+    w.engine.lease = timedelta(0)  # the first engine's lease lapses at once: a real race
     with pytest.raises(ConcurrencyConflict):
         w.engine.sweep()
     assert rungs_of(raced[0], MEASURE) == ["green", "yellow", "red"]
     assert w.engine.sweep().events == ()
     assert w.log_firings() == [(MEASURE, "green"), (MEASURE, "yellow"), (MEASURE, "red")]
     assert w.engine.state(w.round_id) == w.engine.replay(w.round_id)
+
+
+def test_a_round_leased_to_one_sweeping_engine_is_not_swept_by_another() -> None:
+    """Workers sharing a log split the work by leasing rounds: while one engine
+    sweeps a round, another skips it; each rung is recorded once."""
+    hooks = Hooks()
+    w = DWorld(MEASURES_ONLY, hooks=hooks)
+    w.planned({"U-1": ["P-1"]})
+    ids = itertools.count(1)
+    other = Engine(
+        clock=w.clock, log=w.engine.log, process=w.engine.process, ids=lambda: f"o-{next(ids)}"
+    )
+    meanwhile: list[SweepReport] = []
+    hooks.on_overdue(lambda event, ctx: meanwhile.append(other.sweep()))
+    w.clock.set(w.deadline(MEASURE).due_at)
+    report = w.engine.sweep()
+    assert rungs_of(report, MEASURE) == ["green", "yellow", "red"]
+    assert [r.events for r in meanwhile] == [()]  # the round was leased to the first
+    assert other.sweep().events == ()  # and is done
+    assert w.log_firings() == [(MEASURE, "green"), (MEASURE, "yellow"), (MEASURE, "red")]

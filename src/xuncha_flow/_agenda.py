@@ -35,10 +35,14 @@ class Agenda:
             heapq.heappush(self._heap, (when, self._seq, stream, key))
 
     def take_due(
-        self, at: datetime, select: Callable[[str, AgendaKey], bool] | None = None
+        self,
+        at: datetime,
+        select: Callable[[str, AgendaKey], bool] | None = None,
+        left: set[str] | None = None,
     ) -> list[tuple[datetime, str, AgendaKey]]:
         """Remove and return the entries due at or before ``at`` (those ``select``
-        accepts; the others stay), earliest first, without duplicates."""
+        accepts; the others stay, and their streams are added to ``left``), earliest
+        first, without duplicates."""
         taken: list[tuple[datetime, str, AgendaKey]] = []
         kept: list[tuple[datetime, int, str, AgendaKey]] = []
         seen: set[tuple[str, AgendaKey]] = set()
@@ -49,6 +53,8 @@ class Agenda:
                 when, _, stream, key = entry
                 if select is not None and not select(stream, key):
                     kept.append(entry)
+                    if left is not None:
+                        left.add(stream)
                     continue
                 if (stream, key) not in seen:
                     seen.add((stream, key))

@@ -8,12 +8,13 @@ changes nothing. The hook order is documented in ``_hooks.py`` and ``docs/hooks.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -42,6 +43,7 @@ from ._payloads import Empty
 from ._process import Process
 from ._roles import Actor, Role
 from ._rules import GuardContext, authorize
+from ._snapshots import Snapshot, SnapshotStore, state_from_json
 from ._timekeeping import (
     FollowUp,
     daily_checks,
@@ -49,11 +51,14 @@ from ._timekeeping import (
     due_rungs,
     next_check,
     next_time,
+    round_next_due,
     weekly_checks,
     window_violations,
 )
 
 __all__ = ["SWEEPER", "Engine", "Plan", "SweepReport", "replay"]
+
+_LOG = logging.getLogger("xuncha_flow")
 
 SWEEPER = Actor(id="xuncha_flow.sweep", role=Role.SUPERVISION_OFFICE, organization="sweeper")
 """The default actor of sweeps: the supervision office escalates (DOMAIN.md §2)."""
@@ -139,8 +144,19 @@ class Engine:
         processes: Iterable[Process] = (),
         hooks: Hooks | None = None,
         ids: Callable[[], str] | None = None,
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: int = 500,
+        worker: str | None = None,
+        lease: timedelta = timedelta(minutes=5),
     ) -> None:
+        if snapshot_every < 1:
+            raise ValueError("snapshot_every must be at least 1")
         self.clock = clock
+        self.snapshots = snapshots
+        self.snapshot_every = snapshot_every
+        self.worker = worker or f"engine-{uuid.uuid4().hex[:12]}"
+        """This engine's name in sweep leases on a shared log."""
+        self.lease = lease
         self.log: EventLog = log if log is not None else InMemoryEventLog()
         self.process = process if process is not None else Process.standard()
         self.hooks = hooks if hooks is not None else Hooks()
@@ -151,6 +167,7 @@ class Engine:
         for p in (*processes, self.process):
             self._processes[tuple(sorted(p.version_ids.items()))] = p
         self._states: dict[str, RoundState] = {}
+        self._snapshot_at: dict[str, int] = {}
         self._active: set[str] = set()
         self.agenda = Agenda()
         self._locks: dict[str, threading.RLock] = {}
@@ -279,6 +296,58 @@ class Engine:
                 lock = self._locks[stream] = threading.RLock()
             return lock
 
+    def _from_snapshot(self, stream: str) -> RoundState | None:
+        """The round from its latest snapshot plus the events after it, or None when
+        there is no usable snapshot (none, damaged, or not on this log's chain)."""
+        if self.snapshots is None:
+            return None
+        snap = self.snapshots.latest(stream)
+        if snap is None or not snap.intact or snap.version > self.log.version(stream):
+            return None
+        events = iter(self.log.read(stream, snap.version - 1))  # the snapshot's event, the tail
+        at = next(events, None)
+        if at is None or at.version != snap.version or at.hash != snap.head:
+            return None
+        try:
+            state = state_from_json(snap.body)
+            process = self._process_for(state)
+        except (ValueError, KeyError, TypeError, IntegrityError):
+            return None
+        if state.stream != stream or state.version != snap.version or state.head != snap.head:
+            return None
+        definitions = process.definitions
+        for event in events:
+            if event.computed_hash() != event.hash:
+                raise IntegrityError(
+                    f"event {event.id} does not match its hash",
+                    stream=stream,
+                    version=event.version,
+                )
+            apply_event(state, event, definitions)
+        return state
+
+    def _maybe_snapshot(self, state: RoundState) -> None:
+        """Save a snapshot when the round has grown by ``snapshot_every`` events since
+        the last one. A snapshot is a cache: failing to save one is logged, not raised
+        (the command has been recorded)."""
+        if self.snapshots is None:
+            return
+        last = self._snapshot_at.get(state.stream, 0)
+        if state.version - last < self.snapshot_every:
+            return
+        try:
+            self.snapshots.save(Snapshot.of(state))
+            self._snapshot_at[state.stream] = state.version
+        except Exception:
+            _LOG.warning("could not save a snapshot of round %s", state.stream, exc_info=True)
+
+    def _due(self, state: RoundState, process: Process, at: datetime) -> datetime | None:
+        """When the round next has something for a sweep, as of ``at``."""
+        policy = process.deadlines
+        if not policy.rules and not (policy.daily_report or policy.weekly_bulletin):
+            return None
+        return round_next_due(state, policy, at)
+
     def _fresh(self, stream: str) -> RoundState:
         """The round's state, reloaded when another writer has appended to its log
         since it was cached, so that commands are decided on current facts."""
@@ -291,7 +360,9 @@ class Engine:
     def _load(self, stream: str) -> RoundState:
         state = self._states.get(stream)
         if state is None:
-            state = replay(stream, self.log.read(stream), self._processes.values())
+            state = self._from_snapshot(stream)
+            if state is None:
+                state = replay(stream, self.log.read(stream), self._processes.values())
             self._states[stream] = state
             if state.round is not None:
                 self._schedule(state, self._process_for(state), None)
@@ -345,7 +416,7 @@ class Engine:
         try:
             events = self._apply(state, process, cmd, plan, now)
             self.hooks.run_after(AfterContext(cmd, events, state))
-            self.log.append(cmd.round_id, expected, events)
+            self.log.record(cmd.round_id, expected, events, due=self._due(state, process, now))
         except ConcurrencyConflict:
             state.rollback()
             self._states.pop(cmd.round_id, None)
@@ -354,6 +425,7 @@ class Engine:
             state.rollback()
             raise
         state.commit()
+        self._maybe_snapshot(state)
         self._schedule(state, process, events)
         return events
 
@@ -418,11 +490,22 @@ class Engine:
         if at > now:
             raise InvalidCommand(f"a sweep cannot look ahead of the clock ({at} > {now})")
         who = actor if actor is not None else SWEEPER
-        for stream in self.log.streams():
-            if stream not in self._states:
-                with self._lock(stream):
-                    self._load(stream)
-        taken = self.agenda.take_due(at, select)
+        claimed = self.log.claim_due(at, worker=self.worker, lease=self.lease)
+        if claimed is None:  # no shared due index: this engine's agenda decides
+            wanted = self.log.streams()
+        else:
+            wanted = claimed
+            inner = select
+            mine = set(claimed)
+
+            def select(stream: str, key: AgendaKey) -> bool:
+                return stream in mine and (inner is None or inner(stream, key))
+
+        for stream in wanted:
+            with self._lock(stream):
+                self._fresh(stream)
+        left: set[str] = set()  # rounds with due work another part of the split takes
+        taken = self.agenda.take_due(at, select, left)
         by_stream: dict[str, list[AgendaKey]] = {}
         for _, stream, key in taken:
             by_stream.setdefault(stream, []).append(key)
@@ -430,19 +513,43 @@ class Engine:
         done: set[str] = set()
         for stream, keys in by_stream.items():
             try:
-                recorded += self._sweep_round(stream, keys, at, now, who)
+                recorded += self._sweep_round(stream, keys, at, now, who, stream in left)
             except BaseException:
                 # put back what this round and the rounds not swept yet had taken
                 for when, s, key in taken:
                     if s not in done:
                         self.agenda.push(when, s, key)
+                # end this worker's leases on what it did not sweep: still due now
+                for s in claimed or ():
+                    if s not in done:
+                        self.log.release(s, due=at, worker=self.worker)
                 raise
             done.add(stream)
+        if claimed is not None:
+            # note when the claimed rounds that recorded nothing are due next, and end
+            # this worker's lease on them (rounds that recorded did so with the append)
+            swept = {e.stream for e in recorded}
+            for stream in claimed:
+                if stream not in swept:
+                    with self._lock(stream):
+                        state = self._fresh(stream)
+                        due = (
+                            at if stream in left else self._due(state, self._process_for(state), at)
+                        )
+                    self.log.release(stream, due=due, worker=self.worker)
         return SweepReport(at=at, events=tuple(recorded))
 
     def _sweep_round(
-        self, stream: str, keys: list[AgendaKey], at: datetime, now: datetime, actor: Actor
+        self,
+        stream: str,
+        keys: list[AgendaKey],
+        at: datetime,
+        now: datetime,
+        actor: Actor,
+        partial: bool = False,
     ) -> list[Event]:
+        """Sweep what ``keys`` make due in one round. ``partial``: another part of a
+        split sweep still has due work on this round, so it stays due in the log."""
         with self._exclusive(stream):
             state = self._fresh(stream)
             process = self._process_for(state)
@@ -465,7 +572,7 @@ class Engine:
                     event="sweep",
                     actor=actor,
                 )
-                events = self._run_batch(state, process, cmd, pending, now)
+                events = self._run_batch(state, process, cmd, pending, now, at, partial)
             for what, ident in keys:
                 if what == "deadline" and ident in state.deadlines:
                     when = next_time(policy, state.deadlines[ident])
@@ -486,14 +593,17 @@ class Engine:
         cmd: Command,
         pending: list[FollowUp],
         now: datetime,
+        at: datetime,
+        partial: bool = False,
     ) -> tuple[Event, ...]:
-        """Record automatic events as one unit of work (used by sweeps)."""
+        """Record automatic events as one unit of work (used by sweeps at ``at``)."""
         expected = state.version
         state.begin()
         try:
             events = tuple(self._cascade(state, process, cmd, pending, now))
             self.hooks.run_after(AfterContext(cmd, events, state))
-            self.log.append(state.stream, expected, events)
+            due = at if partial else self._due(state, process, at)
+            self.log.record(state.stream, expected, events, due=due)
         except ConcurrencyConflict:
             state.rollback()
             self._states.pop(state.stream, None)
@@ -502,6 +612,7 @@ class Engine:
             state.rollback()
             raise
         state.commit()
+        self._maybe_snapshot(state)
         self._schedule(state, process, events)
         return events
 

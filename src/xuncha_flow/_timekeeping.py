@@ -352,6 +352,19 @@ def weekly_checks(state: RoundState, at: datetime, policy: DeadlinePolicy) -> li
     return out
 
 
+def round_next_due(state: RoundState, policy: DeadlinePolicy, now: datetime) -> datetime | None:
+    """When the round next has something for a sweep: its earliest unfired rung, or
+    the next midnight while daily reports or weekly bulletins are checked."""
+    times = [t for d in state.deadlines.values() if (t := next_time(policy, d)) is not None]
+    rnd = state.round
+    checking = (
+        policy.daily_report and any(u.state == "rectifying" for u in state.units.values())
+    ) or (policy.weekly_bulletin and rnd is not None and rnd.state == "rectify")
+    if checking:
+        times.append(next_check(now, policy))
+    return min(times) if times else None
+
+
 def next_check(at: datetime, policy: DeadlinePolicy) -> datetime:
     """The next midnight after ``at``: daily and weekly checks run then."""
     day = at.astimezone(policy.tz).date() + timedelta(days=1)
