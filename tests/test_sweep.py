@@ -224,17 +224,25 @@ def test_a_lead_deadline_escalates_to_its_receiver() -> None:
     assert escalation(report, deadline.id, "reminder_letter").payload["recipients"] == []
 
 
-def test_an_extension_moves_the_rest_of_the_ladder() -> None:
+def test_an_extension_rearms_the_ladder_for_the_new_date() -> None:
+    """An approved extension is a new due date: its letters go out again for it
+    (each rung fires once per deadline and generation)."""
     w = DWorld(MEASURES_ONLY)
     w.planned({"U-1": ["P-1"]})
     old_due_at = w.deadline(MEASURE).due_at
     assert rungs_of(w.sweep_at(old_due_at - timedelta(days=20)), MEASURE) == ["green"]
     w.extend(MEASURE, date(2026, 7, 25))  # 30 days later
+    assert w.deadline(MEASURE).generation == 2
     assert rungs_of(w.sweep_at(old_due_at), MEASURE) == []  # not overdue any more
     new_due_at = w.deadline(MEASURE).due_at
-    assert rungs_of(w.sweep_at(new_due_at - timedelta(days=10)), MEASURE) == ["yellow"]
+    assert rungs_of(w.sweep_at(new_due_at - timedelta(days=10)), MEASURE) == [
+        "green",
+        "yellow",
+    ]
     assert rungs_of(w.sweep_at(new_due_at - SECOND), MEASURE) == []
     assert rungs_of(w.sweep_at(new_due_at), MEASURE) == ["red"]
+    fired = [(f.rung, f.generation) for f in w.deadline(MEASURE).fired]
+    assert fired == [("green", 1), ("green", 2), ("yellow", 2), ("red", 2)]
 
 
 def test_a_met_deadline_stops_its_ladder() -> None:

@@ -361,9 +361,16 @@ def _deadline_changes(e: Event, dl: Deadline, name: str) -> dict[str, Any]:
             "due": due,
             "due_at": dl.due_at + (due - dl.due),
             "extensions": (*dl.extensions, ext),
+            "generation": dl.generation + 1,
         }
     if name == "escalate":
-        firing = Firing(str(p["rung"]), str(p["kind"]), at, str(p.get("outcome") or "fired"))
+        firing = Firing(
+            str(p["rung"]),
+            str(p["kind"]),
+            at,
+            str(p.get("outcome") or "fired"),
+            int(str(p.get("generation") or 1)),
+        )
         return {"fired": (*dl.fired, firing)}
     if name in ("meet", "cancel"):
         return {"closed_at": at, "paused_at": None}

@@ -209,6 +209,8 @@ class Firing:
     kind: str
     at: datetime
     outcome: str = "fired"
+    generation: int = 1
+    """The deadline's generation it fired for (an approved extension starts a new one)."""
 
 
 @attrs.frozen
@@ -228,9 +230,13 @@ class Deadline:
     paused_at: datetime | None = None
     fired: tuple[Firing, ...] = ()
     closed_at: datetime | None = None
+    generation: int = 1
+    """1, plus one per approved extension: each extension re-arms the ladder for the
+    new due date, so each rung fires at most once per deadline and generation."""
 
     def has_fired(self, rung: str) -> bool:
-        return any(f.rung == rung for f in self.fired)
+        """Whether ``rung`` fired for the current generation."""
+        return any(f.rung == rung and f.generation == self.generation for f in self.fired)
 
 
 @attrs.frozen

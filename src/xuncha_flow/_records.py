@@ -184,6 +184,7 @@ class FiringRecord(_Record):
     kind: str
     at: AwareDatetime
     outcome: str = "fired"
+    generation: int = 1
 
 
 class DeadlineRecord(_Record):
@@ -202,6 +203,7 @@ class DeadlineRecord(_Record):
     paused_at: AwareDatetime | None = None
     fired: tuple[FiringRecord, ...] = ()
     closed_at: AwareDatetime | None = None
+    generation: int = 1
 
 
 class RecommendationRecord(_Record):

@@ -153,6 +153,11 @@ def _open(
     return ("deadline", _next_id(state, rule.name, subject), "open", payload)
 
 
+def _recommendation_id(deadline: str, rung: str, generation: int) -> str:
+    base = f"{deadline}@{rung}"
+    return base if generation == 1 else f"{base}#{generation}"
+
+
 def deadline_follow_ups(
     state: RoundState, event: Event, policy: DeadlinePolicy, calendars: Calendars
 ) -> list[FollowUp]:
@@ -166,7 +171,7 @@ def deadline_follow_ups(
             out.append(
                 (
                     "recommendation",
-                    f"{subject}@{rung}",
+                    _recommendation_id(subject, rung, deadline.generation),
                     "recommend",
                     {
                         "deadline": subject,
@@ -294,6 +299,7 @@ def due_rungs(
             "rung": rung.name,
             "kind": rung.kind,
             "label": rung.label,
+            "generation": deadline.generation,
             "outcome": "fired",
             "fire_at": when.isoformat(),
             "due": deadline.due.isoformat(),
