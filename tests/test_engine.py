@@ -757,6 +757,17 @@ def test_lead_is_not_transferred_before_the_round_is_on_site() -> None:
     assert not w.state.leads
 
 
+def test_lead_transfer_date_in_the_future_is_refused() -> None:
+    w = World()
+    w.to_onsite({"U-1": ["P-1"]})
+    before = fingerprint(w.engine)
+    tomorrow = (w.clock.today() + timedelta(days=1)).isoformat()
+    with pytest.raises(GuardRejected, match="lies in the future") as refused:
+        _transfer(w, transferred_on=tomorrow)
+    assert refused.value.rules == ("round_transfers_leads",)
+    assert fingerprint(w.engine) == before
+
+
 def test_lead_naming_unknown_items_is_refused() -> None:
     w = World()
     w.to_onsite({"U-1": ["P-1"]})

@@ -36,6 +36,7 @@ from xuncha_flow import (
     DeadlinePolicy,
     Engine,
     Event,
+    GuardRejected,
     HookFailed,
     Hooks,
     InvalidCommand,
@@ -876,3 +877,24 @@ def test_a_round_leased_to_one_sweeping_engine_is_not_swept_by_another() -> None
     assert [r.events for r in meanwhile] == [()]  # the round was leased to the first
     assert other.sweep().events == ()  # and is done
     assert w.log_firings() == [(MEASURE, "green"), (MEASURE, "yellow"), (MEASURE, "red")]
+
+
+def test_regression_daily_reports_count_from_the_latest_entry_into_rectification() -> None:
+    """Daily reports used to be counted from the plan's first approval: after a
+    second rectification every working day the unit spent outside concentrated
+    rectification was flagged as a missing report."""
+    w = _supervised(date(2026, 6, 1))  # Monday: plan approved, concentrated rectification
+    w.clock.set(datetime(2026, 6, 3, 10, tzinfo=SH))
+    assert _missing_days(w.engine.sweep()) == ["2026-06-01", "2026-06-02"]
+    w.finish("P-1")
+    w.report("U-1")
+    w.do("unit", "U-1", "publish", {"in_party": True, "public": True})
+    w.do("unit", "U-1", "evaluate", {"score": "78", "grade": "average"})
+    w.clock.set(datetime(2026, 7, 1, 9, tzinfo=SH))  # Wednesday
+    assert _missing_days(w.engine.sweep()) == []  # no daily reports outside rectification
+    w.do("unit", "U-1", "order_second_rectification", reason="评估为一般，二次整改")
+    assert w.state.units["U-1"].rectifying_since == w.clock.now()
+    w.clock.set(datetime(2026, 7, 3, 10, tzinfo=SH))
+    assert _missing_days(w.engine.sweep()) == ["2026-07-01", "2026-07-02"]
+    with pytest.raises(GuardRejected, match="before concentrated rectification began"):
+        w.do("unit", "U-1", "daily_report", {"day": "2026-06-30"})

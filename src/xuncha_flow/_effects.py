@@ -275,7 +275,9 @@ def _unit_changes(e: Event, unit: Unit, name: str) -> dict[str, Any]:
     if name == "deliver_feedback":
         return {"feedback_on": _d(p["delivered_on"]), "feedback_mode": str(p.get("mode"))}
     if name == "approve_plan":
-        return {"plan_approved_at": at}
+        return {"plan_approved_at": at, "rectifying_since": at}
+    if name == "reopen":
+        return {"rectifying_since": at}
     if name == "report_rectification":
         return {"rectification_reported_at": at}
     if name == "publish":
@@ -283,7 +285,7 @@ def _unit_changes(e: Event, unit: Unit, name: str) -> dict[str, Any]:
     if name == "evaluate":
         return {"score": Decimal(str(p["score"])), "grade": str(p["grade"])}
     if name == "order_second_rectification":
-        return {"second_rectifications": unit.second_rectifications + 1}
+        return {"second_rectifications": unit.second_rectifications + 1, "rectifying_since": at}
     if name == "daily_report":
         return {"daily_reports": (*unit.daily_reports, date.fromisoformat(str(p["day"])))}
     if name == "report_missing":

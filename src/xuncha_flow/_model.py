@@ -87,6 +87,9 @@ class Unit:
     score: Decimal | None = None
     grade: str | None = None
     second_rectifications: int = 0
+    rectifying_since: datetime | None = None
+    """When the unit last entered concentrated rectification (plan approved, second
+    rectification ordered, or reopened by a look-back)."""
     daily_reports: tuple[date, ...] = ()
     """Days with a daily report (日报告) during concentrated rectification."""
     missing_reports: tuple[date, ...] = ()

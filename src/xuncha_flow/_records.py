@@ -76,6 +76,7 @@ class UnitRecord(_Record):
     score: Decimal | None = None
     grade: str | None = None
     second_rectifications: int = 0
+    rectifying_since: AwareDatetime | None = None
     daily_reports: tuple[date, ...] = ()
     missing_reports: tuple[date, ...] = ()
 

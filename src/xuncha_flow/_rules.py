@@ -140,6 +140,11 @@ def round_transfers_leads(ctx: GuardContext) -> Iterator[RuleViolation]:
             "round_transfers_leads",
             f"leads are transferred from on-site on, not in {ctx.round_state!r}",
         )
+    transferred = _p(ctx, TransferLead).transferred_on
+    if transferred > ctx.now.date():
+        yield RuleViolation(
+            "round_transfers_leads", f"transfer date {transferred} lies in the future"
+        )
 
 
 # -- unit ----------------------------------------------------------------------------
@@ -400,7 +405,8 @@ def report_day_valid(ctx: GuardContext) -> Iterator[RuleViolation]:
     day = _p(ctx, DailyReport).day
     if day > ctx.now.date():
         yield RuleViolation("report_day_valid", f"a daily report for {day} lies in the future")
-    if unit.plan_approved_at is not None and day < unit.plan_approved_at.date():
+    since = unit.rectifying_since
+    if since is not None and day < since.astimezone(ctx.now.tzinfo).date():
         yield RuleViolation("report_day_valid", f"{day} is before concentrated rectification began")
     if day in unit.daily_reports:
         yield RuleViolation("report_day_valid", f"unit {unit.id} already reported for {day}")

@@ -323,11 +323,11 @@ def daily_checks(
     """A ``report_missing`` for each past working day of concentrated rectification
     without a daily report (日报告). Needs the working-day calendar."""
     unit = state.units[unit_id]
-    if not policy.daily_report or unit.state != "rectifying" or unit.plan_approved_at is None:
+    if not policy.daily_report or unit.state != "rectifying" or unit.rectifying_since is None:
         return []
     workdays = calendars.get("working_days")
     assert isinstance(workdays, WorkingDayCalendar)
-    day = unit.plan_approved_at.astimezone(policy.tz).date()
+    day = unit.rectifying_since.astimezone(policy.tz).date()
     last = at.astimezone(policy.tz).date() - timedelta(days=1)
     seen = set(unit.daily_reports) | set(unit.missing_reports)
     out: list[FollowUp] = []
