@@ -5,7 +5,11 @@ refined problem, leads transferred to the discipline commission and the
 organization department, a rejected submission, a long-term item — and at the
 end the round's outcome figures, the same figures an inspection office reports.
 
-    python examples/simulate_round.py [--seed N] [--json]
+The events are written to a SQLite file (``xuncha_round.sqlite3`` by default), which
+is then reopened, verified and replayed; ``examples/inspect_store.py`` does the same
+for any database file later.
+
+    python examples/simulate_round.py [--seed N] [--json] [--db FILE | --memory]
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import random
 import unicodedata
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from xuncha_flow import (
     DEFAULT_TIMEZONE,
     DeadlinePolicy,
     Engine,
+    EventLog,
     OutcomeFigures,
     Process,
     RolePolicy,
@@ -50,6 +56,7 @@ def simulate(
     seed: int = 2026,
     policy: RolePolicy | None = None,
     deadlines: DeadlinePolicy | None = None,
+    log: EventLog | None = None,
 ) -> tuple[Engine, OutcomeFigures]:
     rng = random.Random(seed)
     start = date(2026, 3, 2)
@@ -61,6 +68,7 @@ def simulate(
             policy, deadlines=deadlines if deadlines is not None else DeadlinePolicy.standard()
         ),
         ids=lambda: f"ev-{next(counter):06d}",
+        log=log,
     )
     drv = RoundDriver(engine, ROUND)
 
@@ -380,24 +388,54 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=Path("xuncha_round.sqlite3"),
+        help="the SQLite file the round's events are written to (replaced if it exists)",
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="keep the events in memory, write no file"
+    )
     args = parser.parse_args()
-    engine, figures = simulate(args.seed)
-    report = engine.log.verify()
+    log: EventLog | None = None
+    if not args.memory:
+        from xuncha_flow.stores import sqlite_log  # needs the 'sqlite' extra
+
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{args.db}{suffix}").unlink(missing_ok=True)
+        log = sqlite_log(args.db, synchronous="NORMAL")
+    engine, figures = simulate(args.seed, log=log)
     if args.json:
         print(json.dumps(figures.model_dump(mode="json"), ensure_ascii=False, indent=2))
-    else:
-        print(render(figures))
-        s = supervision(engine)
+        return
+    print(render(figures))
+    s = supervision(engine)
+    print(
+        f"\nsupervision (三色预警): {s['deadlines_met']} deadlines met; {s['warnings']} "
+        f"warnings; {s['overdue']} overdue; {s['checks_passed']} half-time checks passed; "
+        f"{s['recommendations']} recommendations, {s['decisions']} decided"
+    )
+    state = engine.state(ROUND)
+    report = engine.log.verify()
+    print(
+        f"\nround state: {state.round.state if state.round else '?'}; "
+        f"{state.version} events; hash chain {'verified' if report.ok else 'BROKEN'}; "
+        f"replay {'matches' if engine.replay(ROUND) == state else 'DIFFERS'}"
+    )
+    if log is not None:
+        from xuncha_flow.stores import SqlEventLog, sqlite_log
+
+        assert isinstance(log, SqlEventLog)
+        log.close()
+        with sqlite_log(args.db) as reopened:  # a new connection to the file
+            again = Engine(clock=engine.clock, log=reopened, process=engine.process)
+            same = again.state(ROUND) == state
+            checked = reopened.verify()
         print(
-            f"\nsupervision (三色预警): {s['deadlines_met']} deadlines met; {s['warnings']} "
-            f"warnings; {s['overdue']} overdue; {s['checks_passed']} half-time checks passed; "
-            f"{s['recommendations']} recommendations, {s['decisions']} decided"
-        )
-        state = engine.state(ROUND)
-        print(
-            f"\nround state: {state.round.state if state.round else '?'}; "
-            f"{state.version} events; hash chain {'verified' if report.ok else 'BROKEN'}; "
-            f"replay {'matches' if engine.replay(ROUND) == state else 'DIFFERS'}"
+            f"database {args.db}: reopened, {checked.events} events verified "
+            f"({'ok' if checked.ok else 'BROKEN'}), state {'equals' if same else 'DIFFERS FROM'} "
+            f"the live round; inspect it with: python examples/inspect_store.py {args.db}"
         )
 
 

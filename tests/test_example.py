@@ -36,9 +36,10 @@ def simulated(example: ModuleType) -> tuple[Engine, OutcomeFigures, str]:
     return engine, figures, example.ROUND
 
 
-def test_the_example_runs_and_prints_the_report() -> None:
+def test_the_example_runs_and_prints_the_report(tmp_path: Path) -> None:
+    db = tmp_path / "round.sqlite3"
     done = subprocess.run(
-        [sys.executable, str(EXAMPLE)],
+        [sys.executable, str(EXAMPLE), "--db", str(db)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -68,11 +69,51 @@ def test_the_example_runs_and_prints_the_report() -> None:
     assert re.search(r"completion rate \(整改完成率\)\s+\d+\.\d\d%", out)
     assert "BROKEN" not in out
     assert "DIFFERS" not in out
+    # the SQLite file was written, reopened, verified and found equal to the live round
+    assert f"database {db}: reopened, " in out
+    assert "(ok), state equals the live round" in out
+    inspected = subprocess.run(
+        [sys.executable, str(EXAMPLE.parent / "inspect_store.py"), str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert inspected.returncode == 0, inspected.stderr + inspected.stdout
+    assert "hash chain verified" in inspected.stdout
+    assert "(closed): 152 problems" in inspected.stdout
+
+
+def test_a_tampered_database_fails_inspection(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "round.sqlite3"
+    subprocess.run(
+        [sys.executable, str(EXAMPLE), "--db", str(db)],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    with sqlite3.connect(db) as conn:  # rewrite history: an item's description
+        conn.execute(
+            'UPDATE xuncha_events SET body = replace(body, \'"description":"\', '
+            '\'"description":"篡改\') '
+            "WHERE version = (SELECT min(version) FROM xuncha_events WHERE type = 'item.record')"
+        )
+    inspected = subprocess.run(
+        [sys.executable, str(EXAMPLE.parent / "inspect_store.py"), str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert inspected.returncode == 1
+    assert "BROKEN at version" in inspected.stdout
 
 
 def test_the_example_prints_json_figures() -> None:
     done = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--json", "--seed", "7"],
+        [sys.executable, str(EXAMPLE), "--json", "--seed", "7", "--memory"],
         capture_output=True,
         text=True,
         timeout=120,
