@@ -411,15 +411,33 @@ class Engine:
         now = self._now()
         plan = self._decide(state, process, cmd, now)
         self.hooks.run_before(BeforeContext(cmd, state, plan.type, plan.from_state, plan.to_state))
+        return self._unit_of_work(
+            state,
+            process,
+            cmd,
+            lambda: self._apply(state, process, cmd, plan, now),
+            lambda: self._due(state, process, now),
+        )
+
+    def _unit_of_work(
+        self,
+        state: RoundState,
+        process: Process,
+        cmd: Command,
+        produce: Callable[[], Sequence[Event]],
+        due: Callable[[], datetime | None],
+    ) -> tuple[Event, ...]:
+        """Apply the events ``produce`` makes, run the after hooks and record them
+        (with the round's next due time) — or roll the state back exactly."""
         expected = state.version
         state.begin()
         try:
-            events = self._apply(state, process, cmd, plan, now)
+            events = tuple(produce())
             self.hooks.run_after(AfterContext(cmd, events, state))
-            self.log.record(cmd.round_id, expected, events, due=self._due(state, process, now))
+            self.log.record(state.stream, expected, events, due=due())
         except ConcurrencyConflict:
             state.rollback()
-            self._states.pop(cmd.round_id, None)
+            self._states.pop(state.stream, None)  # stale: reload on next use
             raise
         except BaseException:
             state.rollback()
@@ -597,24 +615,13 @@ class Engine:
         partial: bool = False,
     ) -> tuple[Event, ...]:
         """Record automatic events as one unit of work (used by sweeps at ``at``)."""
-        expected = state.version
-        state.begin()
-        try:
-            events = tuple(self._cascade(state, process, cmd, pending, now))
-            self.hooks.run_after(AfterContext(cmd, events, state))
-            due = at if partial else self._due(state, process, at)
-            self.log.record(state.stream, expected, events, due=due)
-        except ConcurrencyConflict:
-            state.rollback()
-            self._states.pop(state.stream, None)
-            raise
-        except BaseException:
-            state.rollback()
-            raise
-        state.commit()
-        self._maybe_snapshot(state)
-        self._schedule(state, process, events)
-        return events
+        return self._unit_of_work(
+            state,
+            process,
+            cmd,
+            lambda: self._cascade(state, process, cmd, pending, now),
+            lambda: at if partial else self._due(state, process, at),
+        )
 
     def overdue(self, at: datetime | None = None) -> list[tuple[str, Deadline]]:
         """Every running deadline past its due time, as (round id, deadline), across
