@@ -10,6 +10,7 @@ the same command twice applies it once.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
@@ -38,14 +39,16 @@ class Command(BaseModel):
     attachments: tuple[str, ...] = Field(default=(), max_length=1000)
 
 
-def parse_command(data: str | bytes | dict[str, Any] | Command) -> Command:
+def parse_command(data: str | bytes | Mapping[str, Any] | Command) -> Command:
     """Parse a command from JSON text or a mapping; raise :class:`InvalidCommand`."""
     if isinstance(data, Command):
         return data
     try:
         if isinstance(data, str | bytes):
             return Command.model_validate_json(data)
-        return Command.model_validate(data)
+        if not isinstance(data, Mapping):
+            raise InvalidCommand(f"a command is JSON text or a mapping, not {type(data).__name__}")
+        return Command.model_validate(dict(data))
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         raise InvalidCommand(f"invalid command: {_summary(exc)}", errors) from exc

@@ -39,6 +39,7 @@ from ._model import (
     Round,
     RoundState,
     Submission,
+    Table,
     Unit,
     Verification,
 )
@@ -48,7 +49,7 @@ __all__ = ["FollowUp", "apply_event", "follow_ups"]
 FollowUp = tuple[str, str, str]
 """(subject kind, subject id, event identifier) of an automatic transition."""
 
-_TABLE = {
+_TABLE: dict[str, Table] = {
     "unit": "units",
     "item": "items",
     "measure": "measures",
@@ -487,7 +488,7 @@ def apply_event(state: RoundState, event: Event, definitions: Mapping[str, Defin
             # record is re-read so no change is lost
             fresh = current(state, kind, event.subject)
             state.put(
-                _TABLE[kind],  # type: ignore[arg-type]  # keys of _TABLE are tables
+                _TABLE[kind],
                 attrs.evolve(fresh, state=event.to_state, **changes),
             )
     span = state.commands.get(event.command_id)

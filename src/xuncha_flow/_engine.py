@@ -182,7 +182,7 @@ class Engine:
         With ``retries`` > 0 a :class:`ConcurrencyConflict` (another writer appended
         to the round first) reloads the round and decides again, at most that often.
         """
-        cmd = parse_command(command)  # type: ignore[arg-type]  # Mapping is accepted as dict
+        cmd = parse_command(command)
         for attempt in range(retries + 1):
             try:
                 return self._execute(cmd)
@@ -226,7 +226,7 @@ class Engine:
     def preview(self, command: Command | Mapping[str, Any] | str | bytes) -> Plan:
         """Decide ``command`` without applying it: the same checks and errors as
         :meth:`execute`, but hooks do not run and nothing changes."""
-        cmd = parse_command(command)  # type: ignore[arg-type]
+        cmd = parse_command(command)
         with self._lock(cmd.round_id):
             state = self._fresh(cmd.round_id)
             return self._decide(state, self._process_for(state), cmd, self._now())
