@@ -132,11 +132,10 @@ def simulation() -> ModuleType:
     return module
 
 
-def simulate_on(store: EventLog, monkeypatch: pytest.MonkeyPatch) -> tuple[Engine, str]:
+def simulate_on(store: EventLog) -> tuple[Engine, str]:
     """Run the example's whole simulated round through ``Engine(log=store)``."""
     sim = simulation()
-    monkeypatch.setattr(sim, "Engine", functools.partial(Engine, log=store))
-    engine, _ = sim.simulate()
+    engine, _ = sim.simulate(log=store)
     assert engine.log is store
     return engine, str(sim.ROUND)
 
@@ -338,10 +337,10 @@ class StoreContract:
         assert b.state("R-1") == replay("R-1", b.log.read("R-1"), [Process.standard()])
 
     def test_a_whole_round_reopens_and_replays_to_the_live_state(
-        self, open_store: OpenStore, monkeypatch: pytest.MonkeyPatch
+        self, open_store: OpenStore
     ) -> None:
         store = open_store()
-        engine, round_id = simulate_on(store, monkeypatch)
+        engine, round_id = simulate_on(store)
         live = engine.state(round_id)
         assert live.round is not None
         assert live.round.state == "closed"
