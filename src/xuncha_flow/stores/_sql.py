@@ -14,8 +14,8 @@ a transaction per call (``engine.begin()``). Bound to a
 :class:`~sqlalchemy.engine.Connection` that is inside a transaction, it writes in
 *that* transaction, under a savepoint so that a conflict undoes only the append,
 and never commits: the host commits workflow events together with its own rows,
-or rolls both back. A connection-bound store belongs to the thread that owns the
-connection.
+or rolls both back (``_base.py``). A connection-bound store belongs to the thread
+that owns the connection.
 
 SQLite. Writers take the write lock when their transaction begins
 (``BEGIN IMMEDIATE``), so two writers queue on SQLite's busy timeout instead of
@@ -31,16 +31,39 @@ link to the previous event, and at the end the head. A row that fails raises
 never loaded silently. :meth:`SqlEventLog.verify` runs the same checks over every
 stream and reports the first bad event of each instead of raising, plus events
 stored beyond a head or for a stream without one.
+
+The due index (sweeps shared by workers). :meth:`SqlEventLog.record` appends and,
+in the same transaction, sets the stream's next due time and ends any sweep lease
+on it. :meth:`SqlEventLog.claim_due` leases the due, unleased streams to a worker,
+earliest first, in one short transaction: on PostgreSQL the candidates are
+selected ``FOR UPDATE SKIP LOCKED`` — workers claiming at once take disjoint
+streams without waiting on each other, and streams a writer is appending to are
+skipped — and the lease is set and committed at once; on SQLite ``BEGIN
+IMMEDIATE`` serialises the claims. A lease lapses ``lease`` after the sweep time it
+was taken at, so a crashed worker's streams are taken over.
+:meth:`SqlEventLog.release` notes the next due time and ends the lease, only for
+its holder (or when nobody holds one).
+
+Rungs once, by a unique key. Every ``deadline.escalate`` appended is also
+inserted, in the same transaction, into the fired-rung table keyed by ``(stream,
+deadline, rung, generation)``: a rung recorded twice is refused by the database,
+surfaces as :class:`~xuncha_flow.ConcurrencyConflict` and nothing of the batch is
+written.
+
+Projections. The same transaction folds the batch into the view tables
+(``_projections.py``): :meth:`SqlEventLog.items`, :meth:`SqlEventLog.measures`,
+:meth:`SqlEventLog.deadlines`, :meth:`SqlEventLog.overdue` and
+:meth:`SqlEventLog.units` query them; :meth:`SqlEventLog.rebuild_projections`
+refolds them from the log.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Literal
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -48,15 +71,31 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
+from .._clock import require_aware
 from .._errors import ConcurrencyConflict, IntegrityError
 from .._events import ChainReport, Event, canonical_json, genesis_hash
 from .._log import EventLog, LogReport, check_batch
-from ._schema import SCHEMA_VERSION, Tables, current_version, upgrade
+from ._base import BEGIN_MODES, BEGIN_OPTION, SqlBase
+from ._projections import (
+    DeadlineRow,
+    ItemRow,
+    MeasureRow,
+    Projector,
+    States,
+    UnitRow,
+    Views,
+    rung_rows,
+)
+from ._schema import Tables
+
+if TYPE_CHECKING:
+    from ._snapshots import SqlSnapshotStore
 
 __all__ = ["SqlEventLog", "postgres_log", "sqlite_engine", "sqlite_log"]
 
-_BEGIN_OPTION = "xuncha_sqlite_begin"
-_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+_KEEP: Any = object()
+"""``due`` of a plain :meth:`SqlEventLog.append`: the due index is left as it is."""
+_CHUNK = 500
 
 
 class _Corrupt(IntegrityError):
@@ -105,6 +144,48 @@ class _Statements:
             )
             .values(version=p("s_version"), head=p("s_head"))
         )
+        # record(): the same, and the due time set and the lease ended with them
+        due: dict[str, Any] = {"due_at": p("s_due"), "lease_worker": None, "lease_until": None}
+        self.create_due = streams.insert().values(
+            stream=p("s_stream"),
+            version=p("s_version"),
+            head=p("s_head"),
+            created=p("s_created"),
+            **due,
+        )
+        self.move_due = self.move.values(**due)
+        self.touch_due = (
+            sa.update(streams)
+            .where(streams.c.stream == p("s_stream"), streams.c.version == p("s_expected"))
+            .values(**due)
+        )
+        self.release = (
+            sa.update(streams)
+            .where(
+                streams.c.stream == p("s_stream"),
+                sa.or_(streams.c.lease_worker.is_(None), streams.c.lease_worker == p("s_worker")),
+            )
+            .values(**due)
+        )
+        self.claimable = (
+            sa.select(streams.c.stream)
+            .where(
+                streams.c.due_at.is_not(None),
+                streams.c.due_at <= p("c_at"),
+                sa.or_(
+                    streams.c.lease_until.is_(None),
+                    streams.c.lease_until <= p("c_at"),
+                    streams.c.lease_worker == p("c_worker"),
+                ),
+            )
+            .order_by(streams.c.due_at, streams.c.stream)
+        )
+        self.lease = (
+            sa.update(streams)
+            .where(streams.c.stream.in_(p("c_streams", expanding=True)))
+            .values(lease_worker=p("c_worker"), lease_until=p("c_until"))
+        )
+        self.rungs = tables.rungs.insert()
         self.insert = events.insert()
         self.anchor = sa.select(events.c.hash).where(
             events.c.stream == p("s_stream"), events.c.version == p("s_version")
@@ -140,17 +221,20 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}" if where else str(err["msg"])
 
 
-class SqlEventLog(EventLog):
+class SqlEventLog(SqlBase, EventLog):
     """An :class:`~xuncha_flow.EventLog` in a SQL database, through SQLAlchemy Core.
 
     ``bind`` is an :class:`~sqlalchemy.engine.Engine` (the store runs its own
     transactions) or a :class:`~sqlalchemy.engine.Connection` (the store writes in
     the connection's transaction, if one is open, and never commits it). Tables are
-    named ``<prefix>events``, ``<prefix>streams`` and ``<prefix>schema_version``,
-    in database schema ``schema`` if given. With ``create`` the tables are created
-    or upgraded to :data:`SCHEMA_VERSION`; without it, a database at another version
-    is refused. ``page_size`` is how many events :meth:`read` fetches a query;
-    ``owns_engine`` makes :meth:`close` dispose of the engine.
+    named ``<prefix>events``, ``<prefix>streams``, ... (``_schema.py``), in database
+    schema ``schema`` if given. With ``create`` the tables are created or upgraded
+    to :data:`SCHEMA_VERSION`; without it, a database at another version is
+    refused. ``page_size`` is how many events :meth:`read` fetches a query;
+    ``owns_engine`` makes :meth:`close` dispose of the engine. ``claim_limit`` caps
+    how many streams one :meth:`claim_due` leases when its caller sets no limit
+    (None: all that are due), so that workers starting together share the due
+    rounds instead of the first taking them all.
     """
 
     def __init__(
@@ -162,145 +246,140 @@ class SqlEventLog(EventLog):
         create: bool = True,
         page_size: int = 1000,
         owns_engine: bool = False,
+        claim_limit: int | None = None,
     ) -> None:
-        if isinstance(bind, sa.Connection):
-            self._engine: sa.Engine | None = None
-            self._conn: sa.Connection | None = bind
-        elif isinstance(bind, sa.Engine):
-            self._engine, self._conn = bind, None
-        else:
-            raise TypeError(f"bind must be a SQLAlchemy Engine or Connection, not {bind!r}")
-        if page_size < 1:
-            raise ValueError("page_size must be at least 1")
-        self.tables = Tables.build(prefix, schema)
+        if claim_limit is not None and claim_limit < 1:
+            raise ValueError("claim_limit must be at least 1")
+        self.claim_limit = claim_limit
+        SqlBase.__init__(
+            self,
+            bind,
+            prefix=prefix,
+            schema=schema,
+            create=create,
+            page_size=page_size,
+            owns_engine=owns_engine,
+        )
         self._sql = _Statements(self.tables, page_size)
-        self.dialect: str = bind.dialect.name
-        self._owns_engine = owns_engine
-        self._lock = threading.RLock()
-        if create:
-            self.upgrade()
-        else:
-            self._check_version(self.schema_version())
-
-    # -- schema ----------------------------------------------------------------------
-    def schema_version(self) -> int:
-        """The schema version of the database (0 before the tables exist)."""
-        with self._read() as conn:
-            return current_version(conn, self.tables)
-
-    def upgrade(self, target: int | None = None) -> tuple[int, ...]:
-        """Create or upgrade the tables to ``target`` (default: :data:`SCHEMA_VERSION`)
-        in one transaction; return the schema versions applied."""
-        goal = SCHEMA_VERSION if target is None else target
-        have = self.schema_version()
-        if have > SCHEMA_VERSION:
-            self._check_version(have)
-        if have >= goal:
-            return ()
-        with self._write() as conn:
-            if self.dialect == "postgresql":
-                # Serialise concurrent upgraders (several workers starting at once);
-                # SQLite writers are serialised by BEGIN IMMEDIATE already.
-                key = f"xuncha_flow:{self.tables.schema or ''}:{self.tables.prefix}"
-                digest = hashlib.sha256(key.encode()).digest()[:8]
-                conn.execute(
-                    sa.select(sa.func.pg_advisory_xact_lock(int.from_bytes(digest, signed=True)))
-                )
-            return upgrade(conn, self.tables, target=goal)
-
-    def _check_version(self, have: int) -> None:
-        if have != SCHEMA_VERSION:
-            hint = (
-                "upgrade xuncha_flow"
-                if have > SCHEMA_VERSION
-                else "open it with create=True to upgrade it"
-            )
-            raise IntegrityError(
-                f"the database schema is at version {have}, this xuncha_flow uses "
-                f"{SCHEMA_VERSION}: {hint}"
-            )
-
-    # -- transactions ----------------------------------------------------------------
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        if self._engine is not None:
-            with self._engine.connect() as conn:
-                conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-                with conn.begin():
-                    self._sqlite_begin(conn)
-                    yield conn
-            return
-        assert self._conn is not None
-        conn = self._conn
-        with self._lock:
-            if conn.in_transaction():
-                self._sqlite_begin(conn)
-                with conn.begin_nested():
-                    yield conn
-            else:
-                conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-                with conn.begin():
-                    self._sqlite_begin(conn)
-                    yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        if self._engine is not None:
-            with self._engine.connect() as conn, conn.begin():
-                yield conn
-            return
-        assert self._conn is not None
-        conn = self._conn
-        with self._lock:
-            if conn.in_transaction():
-                yield conn
-            else:
-                with conn.begin():
-                    yield conn
-
-    def _sqlite_begin(self, conn: sa.Connection) -> None:
-        """Make sure a SQLite write runs in a real transaction holding the write lock.
-
-        Python's sqlite3 driver, in its default mode, begins a transaction only at
-        the first INSERT/UPDATE/DELETE and never for SAVEPOINT, so a savepoint
-        opened first would commit on release. Beginning here keeps our writes, and
-        a host's, in the transaction the host commits or rolls back."""
-        if self.dialect != "sqlite":
-            return
-        dbapi = conn.connection.dbapi_connection
-        if dbapi is not None and not getattr(dbapi, "in_transaction", True):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        self._projector = Projector(self.tables)
+        self._views = Views(self.tables)
 
     # -- EventLog --------------------------------------------------------------------
     def append(self, stream: str, expected_version: int, events: Sequence[Event]) -> None:
-        batch = tuple(events)
+        self._append(stream, expected_version, tuple(events), _KEEP)
+
+    def record(
+        self,
+        stream: str,
+        expected_version: int,
+        events: Sequence[Event],
+        *,
+        due: datetime | None = None,
+    ) -> None:
+        """:meth:`append` the events and, in the same transaction, set the stream's
+        next due time (None: nothing pending) and end any sweep lease on it. An empty
+        batch only checks the version and notes the due time (of an existing stream)."""
+        if due is not None:
+            require_aware(due, "due")
+        self._append(stream, expected_version, tuple(events), due)
+
+    def _append(
+        self, stream: str, expected_version: int, batch: tuple[Event, ...], due: Any
+    ) -> None:
+        keep = due is _KEEP
+        sql = self._sql
         if not batch:
-            actual = self.version(stream)
-            if actual != expected_version:
-                raise ConcurrencyConflict(stream, expected_version, actual)
+            if keep:
+                actual = self.version(stream)
+                if actual != expected_version:
+                    raise ConcurrencyConflict(stream, expected_version, actual)
+                return
+            with self._write() as conn:
+                touched = conn.execute(
+                    sql.touch_due,
+                    {"s_stream": stream, "s_expected": expected_version, "s_due": due},
+                )
+                if touched.rowcount != 1:
+                    found = conn.execute(sql.version, {"s_stream": stream}).scalar()
+                    actual = int(found or 0)
+                    if actual != expected_version:
+                        raise ConcurrencyConflict(stream, expected_version, actual)
             return
         first, last = batch[0], batch[-1]
         head = genesis_hash(stream) if expected_version == 0 else first.prev_hash
         check_batch(stream, expected_version, head, batch)
         rows = [self._row(e) for e in batch]
-        sql = self._sql
+        rungs = rung_rows(batch)
         head_row = {"s_stream": stream, "s_version": last.version, "s_head": last.hash}
+        if not keep:
+            head_row["s_due"] = due
         try:
             with self._write() as conn:
                 if expected_version == 0:
-                    conn.execute(sql.create, {**head_row, "s_created": first.timestamp})
+                    create = sql.create if keep else sql.create_due
+                    conn.execute(create, {**head_row, "s_created": first.timestamp})
                 else:
                     moved = conn.execute(
-                        sql.move,
+                        sql.move if keep else sql.move_due,
                         {**head_row, "s_expected": expected_version, "s_link": first.prev_hash},
                     )
                     if moved.rowcount != 1:
                         self._refused(conn, stream, expected_version, batch)
                 conn.execute(sql.insert, rows)
+                if rungs:
+                    conn.execute(sql.rungs, rungs)
+                self._projector.fold(conn, stream, batch)
         except sa_exc.IntegrityError as exc:
             raise ConcurrencyConflict(
                 stream, expected_version, self._version_or_none(stream)
             ) from exc
+
+    # -- the due index ---------------------------------------------------------------
+    def claim_due(
+        self, at: datetime, *, worker: str, lease: timedelta, limit: int | None = None
+    ) -> list[str]:
+        """Lease to ``worker`` the streams due at or before ``at`` that no other worker
+        holds (a lease taken at ``at`` lapses at ``at + lease``), earliest due first,
+        at most ``limit`` (or :attr:`claim_limit`) of them; the lease is committed
+        before this returns (unless the store writes in a host's transaction)."""
+        require_aware(at, "at")
+        cap = limit if limit is not None else self.claim_limit
+        if cap is not None and cap < 1:
+            return []
+        query = self._sql.claimable
+        if cap is not None:
+            query = query.limit(cap)
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        params = {"c_at": at, "c_worker": worker}
+        with self._write() as conn:
+            taken = [str(s) for s in conn.execute(query, params).scalars()]
+            for start in range(0, len(taken), _CHUNK):
+                conn.execute(
+                    self._sql.lease,
+                    {**params, "c_streams": taken[start : start + _CHUNK], "c_until": at + lease},
+                )
+        return taken
+
+    def release(self, stream: str, *, due: datetime | None, worker: str) -> None:
+        """Note the stream's next due time and end the lease, if ``worker`` holds it
+        or nobody does (a lease another worker took over is left alone)."""
+        if due is not None:
+            require_aware(due, "due")
+        with self._write() as conn:
+            conn.execute(self._sql.release, {"s_stream": stream, "s_due": due, "s_worker": worker})
+
+    def due(self, stream: str) -> tuple[datetime | None, str | None, datetime | None]:
+        """The stream's due index entry: (next due time, lease holder, lease end)."""
+        streams = self.tables.streams
+        query = sa.select(streams.c.due_at, streams.c.lease_worker, streams.c.lease_until).where(
+            streams.c.stream == stream
+        )
+        with self._read() as conn:
+            found = conn.execute(query).first()
+        if found is None:
+            return (None, None, None)
+        return (found.due_at, found.lease_worker, found.lease_until)
 
     def _refused(
         self, conn: sa.Connection, stream: str, expected: int, batch: tuple[Event, ...]
@@ -497,13 +576,101 @@ class SqlEventLog(EventLog):
             for name, first in rows
         ]
 
-    # -- lifetime --------------------------------------------------------------------
-    def close(self) -> None:
-        """Dispose of the engine if the store made it (:func:`sqlite_log`,
-        :func:`postgres_log`); a host's engine or connection is left alone."""
-        if self._owns_engine and self._engine is not None:
-            self._engine.dispose()
+    # -- projections -----------------------------------------------------------------
+    def units(
+        self, *, stream: str | None = None, organization: str | None = None, state: States = None
+    ) -> list[UnitRow]:
+        """Units, by round, organization and state (one state or several)."""
+        with self._read() as conn:
+            return self._views.units(conn, stream=stream, organization=organization, state=state)
 
+    def items(
+        self,
+        *,
+        stream: str | None = None,
+        unit: str | None = None,
+        organization: str | None = None,
+        state: States = None,
+        responsible_person: str | None = None,
+        due_before: date | None = None,
+    ) -> list[ItemRow]:
+        """Problem items, refined parents and their children alike, in recording
+        order: by round, unit (its id in the round), organization, state; with
+        ``responsible_person`` / ``due_before``, those with a measure of that person /
+        due before that day."""
+        with self._read() as conn:
+            return self._views.items(
+                conn,
+                stream=stream,
+                unit=unit,
+                organization=organization,
+                state=state,
+                responsible_person=responsible_person,
+                due_before=due_before,
+            )
+
+    def measures(
+        self,
+        *,
+        stream: str | None = None,
+        item: str | None = None,
+        unit: str | None = None,
+        responsible_person: str | None = None,
+        due_before: date | None = None,
+        state: States = None,
+    ) -> list[MeasureRow]:
+        """Measures, earliest due first (undated last): by round, item, unit,
+        responsible person, due date (strictly before ``due_before``) and state."""
+        with self._read() as conn:
+            return self._views.measures(
+                conn,
+                stream=stream,
+                item=item,
+                unit=unit,
+                responsible_person=responsible_person,
+                due_before=due_before,
+                state=state,
+            )
+
+    def deadlines(
+        self,
+        *,
+        stream: str | None = None,
+        unit: str | None = None,
+        state: States = None,
+        due_by: datetime | None = None,
+    ) -> list[DeadlineRow]:
+        """Deadlines, earliest due first: by round, unit, state and due time (at or
+        before ``due_by``)."""
+        if due_by is not None:
+            require_aware(due_by, "due_by")
+        with self._read() as conn:
+            return self._views.deadlines(conn, stream=stream, unit=unit, state=state, due_by=due_by)
+
+    def overdue(
+        self, at: datetime, *, stream: str | None = None, unit: str | None = None
+    ) -> list[DeadlineRow]:
+        """Running deadlines whose due time is at or before ``at`` (paused ones are
+        not overdue), earliest due first — the engine's ``overdue`` over every round,
+        without loading any."""
+        return self.deadlines(stream=stream, unit=unit, state="running", due_by=at)
+
+    def rebuild_projections(self) -> int:
+        """Empty the projection tables and refold every stream of the log into them,
+        in one transaction; return the number of events folded."""
+        with self._write() as conn:
+            return self._projector.rebuild(conn, self.page_size)
+
+    def snapshot_store(self) -> SqlSnapshotStore:
+        """A :class:`~xuncha_flow.stores.SqlSnapshotStore` on the same database,
+        tables and transactions as this log."""
+        from ._snapshots import SqlSnapshotStore
+
+        return SqlSnapshotStore(
+            self.bind, prefix=self.tables.prefix, schema=self.tables.schema, create=False
+        )
+
+    # -- lifetime --------------------------------------------------------------------
     def __enter__(self) -> SqlEventLog:
         return self
 
@@ -511,9 +678,7 @@ class SqlEventLog(EventLog):
         self.close()
 
     def __repr__(self) -> str:
-        bind = self._engine if self._engine is not None else self._conn
-        where = f"prefix={self.tables.prefix!r}, schema={self.tables.schema!r}"
-        return f"SqlEventLog({bind!r}, {where})"
+        return f"SqlEventLog({self.bind!r}, {self._where()})"
 
 
 def sqlite_engine(
@@ -566,8 +731,8 @@ def sqlite_engine(
 
     @sa_event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        mode = str(conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")).upper()
-        conn.exec_driver_sql(f"BEGIN {mode if mode in _BEGIN_MODES else 'DEFERRED'}")
+        mode = str(conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")).upper()
+        conn.exec_driver_sql(f"BEGIN {mode if mode in BEGIN_MODES else 'DEFERRED'}")
 
     return engine
 
