@@ -10,32 +10,39 @@ SQL, a host's transaction, and the schema's upgrade path.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import itertools
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from attrs import evolve as attrs_evolve
 
+from deadline_helpers import DWorld, only_rules
 from xuncha_flow import (
     DEFAULT_TIMEZONE,
     Actor,
     ConcurrencyConflict,
+    DeadlinePolicy,
     Engine,
     Event,
     EventLog,
+    Hooks,
     IntegrityError,
     Process,
     Role,
     replay,
 )
 from xuncha_flow._events import genesis_hash, seal
-from xuncha_flow.stores import SCHEMA_VERSION, SqlEventLog
+from xuncha_flow._log import LogReport
+from xuncha_flow._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore
+from xuncha_flow.stores import SCHEMA_VERSION, SqlEventLog, SqlSnapshotStore
 from xuncha_flow.stores._schema import Tables, upgrade
 from xuncha_flow.testing import Cast, ManualClock, RoundDriver
 
@@ -44,6 +51,9 @@ ACTOR = Actor(id="xcb-staff", role=Role.INSPECTION_OFFICE, organization="xcb")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 OpenStore = Callable[[], EventLog]
+OpenSnapshots = Callable[[], SnapshotStore]
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
 # -- building blocks -----------------------------------------------------------------
@@ -140,6 +150,85 @@ def simulate_on(store: EventLog) -> tuple[Engine, str]:
     return engine, str(sim.ROUND)
 
 
+class ReadCounter(EventLog):
+    """Passes everything to ``inner`` and counts the events read, to see whether a
+    load used a snapshot."""
+
+    def __init__(self, inner: EventLog) -> None:
+        self.inner = inner
+        self.events_read = 0
+
+    def append(self, stream: str, expected_version: int, events: Sequence[Event]) -> None:
+        self.inner.append(stream, expected_version, events)
+
+    def record(
+        self,
+        stream: str,
+        expected_version: int,
+        events: Sequence[Event],
+        *,
+        due: datetime | None = None,
+    ) -> None:
+        self.inner.record(stream, expected_version, events, due=due)
+
+    def claim_due(
+        self, at: datetime, *, worker: str, lease: timedelta, limit: int | None = None
+    ) -> list[str] | None:
+        return self.inner.claim_due(at, worker=worker, lease=lease, limit=limit)
+
+    def release(self, stream: str, *, due: datetime | None, worker: str) -> None:
+        self.inner.release(stream, due=due, worker=worker)
+
+    def read(self, stream: str, after: int = 0) -> Iterator[Event]:
+        events = list(self.inner.read(stream, after))
+        self.events_read += len(events)
+        return iter(events)
+
+    def streams(self) -> list[str]:
+        return self.inner.streams()
+
+    def version(self, stream: str) -> int:
+        return self.inner.version(stream)
+
+    def verify(self, stream: str | None = None) -> LogReport:
+        return self.inner.verify(stream)
+
+
+def more_events(store: EventLog, stream: str, count: int, command: str) -> list[Event]:
+    """``count`` events continuing ``stream`` as it is in ``store``."""
+    head = list(store.read(stream))
+    return make_events(
+        stream, count, after=len(head), prev=head[-1].hash if head else None, command=command
+    )
+
+
+def snapshotted_round(
+    store: EventLog, snapshots: SnapshotStore, items: int = 7
+) -> tuple[Engine, Snapshot]:
+    """A round of ``5 + items`` events on an engine saving a snapshot every 5
+    events; the round's latest snapshot lies before its last event."""
+    engine = engine_on(store)
+    engine.snapshots, engine.snapshot_every = snapshots, 5
+    open_round(engine, "R-1")
+    for k in range(items):
+        record_item(engine, "R-1", "U-1", f"P-{k}", f"cmd-{k}")
+    snap = snapshots.latest("R-1")
+    assert snap is not None
+    assert snap.intact
+    assert 0 < snap.version < engine.state("R-1").version
+    return engine, snap
+
+
+def swept_round(log: EventLog | None = None) -> DWorld:
+    """A round (measure deadlines only) whose measure's ladder fired green, yellow
+    and red on a sweep at its due time."""
+    w = DWorld(only_rules(DeadlinePolicy.standard(), "measure_due"), log=log)
+    w.planned({"U-1": ["P-1"]})
+    w.clock.set(w.deadline("measure_due:M-P-1-1").due_at)
+    assert len(w.engine.sweep().overdue) == 1
+    return w
+
+
 class StoreContract:
     """Behaviour every :class:`~xuncha_flow.EventLog` adapter must have.
 
@@ -154,6 +243,12 @@ class StoreContract:
     @pytest.fixture
     def store(self, open_store: OpenStore) -> EventLog:
         return open_store()
+
+    @pytest.fixture
+    def open_snapshots(self) -> OpenSnapshots:
+        """Opens a snapshot store on the test's database (in memory: the same one)."""
+        snaps = InMemorySnapshotStore()
+        return lambda: snaps
 
     # -- append / read / version / streams -------------------------------------------
     def test_a_new_store_is_empty(self, store: EventLog) -> None:
@@ -316,15 +411,16 @@ class StoreContract:
         # a writer that appends between b's decision and b's append: a conflict
         # (the in-memory store is one object shared by both engines: the racer's own
         # append goes straight through)
-        append = b.log.append
+        # (the engine writes through ``record``: the append with its due time)
+        write = b.log.record
 
         def race(item: str, command: str) -> None:
-            def racing(stream: str, expected: int, events: Any) -> None:
-                monkeypatch.setattr(b.log, "append", append)
+            def racing(stream: str, expected: int, events: Any, **due: Any) -> None:
+                monkeypatch.setattr(b.log, "record", write)
                 record_item(a, "R-1", "U-1", item, command)
-                append(stream, expected, events)
+                write(stream, expected, events, **due)
 
-            monkeypatch.setattr(b.log, "append", racing)
+            monkeypatch.setattr(b.log, "record", racing)
 
         race("P-c", "cmd-c")
         version = a.log.version("R-1") + 1  # after the racer's item
@@ -353,6 +449,138 @@ class StoreContract:
         report = reopened.verify()
         assert report.ok, report.first_bad
         assert report.events == live.version
+
+    # -- the due index: sweeps shared between workers --------------------------------
+    def test_the_due_index_leases_streams_to_one_worker_at_a_time(self, store: EventLog) -> None:
+        for stream, hours in (("R-a", 2), ("R-b", 1), ("R-c", 30)):
+            store.record(stream, 0, make_events(stream, 2), due=START + hours * HOUR)
+        lease = timedelta(minutes=5)
+        now = START + 3 * HOUR
+        assert store.claim_due(now, worker="w1", lease=lease) == ["R-b", "R-a"]  # earliest first
+        assert store.claim_due(now, worker="w2", lease=lease) == []  # leased to w1
+        assert store.claim_due(now, worker="w1", lease=lease, limit=1) == ["R-b"]  # w1's again
+        store.release("R-a", due=None, worker="w1")  # nothing pending there any more
+        later = now + timedelta(minutes=6)  # w1's lease on R-b lapsed: a crashed worker
+        assert store.claim_due(later, worker="w2", lease=lease) == ["R-b"]
+        store.release("R-b", due=later + DAY, worker="w1")  # not w1's any more: ignored
+        assert store.claim_due(later, worker="w3", lease=lease) == []  # still w2's
+        assert store.claim_due(START + 2 * DAY, worker="w3", lease=lease) == ["R-b", "R-c"]
+        assert store.claim_due(START + 2 * DAY, worker="w4", lease=lease, limit=0) == []
+
+    def test_recording_sets_the_next_due_time_and_ends_the_lease(self, store: EventLog) -> None:
+        store.record("R-1", 0, make_events("R-1", 2), due=START)
+        assert store.claim_due(START, worker="w1", lease=HOUR) == ["R-1"]
+        assert store.claim_due(START, worker="w2", lease=HOUR) == []
+        store.record("R-1", 2, more_events(store, "R-1", 1, "sweep"), due=START + DAY)
+        # the lease ended with the append: the stream is due again at its new time,
+        # for any worker, while w1's lease would still run
+        assert store.claim_due(START + 30 * timedelta(minutes=1), worker="w2", lease=HOUR) == []
+        assert store.claim_due(START + DAY, worker="w2", lease=HOUR) == ["R-1"]
+        store.record("R-1", 3, more_events(store, "R-1", 1, "c"), due=None)  # nothing pending
+        assert store.claim_due(START + 999 * DAY, worker="w3", lease=HOUR) == []
+        assert store.version("R-1") == 4
+        # an empty batch notes the due time of the stream as it is
+        store.record("R-1", 4, [], due=START + 2 * DAY)
+        assert store.claim_due(START + 2 * DAY, worker="w3", lease=HOUR) == ["R-1"]
+        with pytest.raises(ConcurrencyConflict):
+            store.record("R-1", 3, [], due=None)
+        assert store.claim_due(START + 2 * DAY, worker="w4", lease=HOUR) == []  # still w3's
+        assert store.version("R-1") == 4
+
+    def test_a_conflicting_record_changes_neither_events_nor_due_index(
+        self, store: EventLog
+    ) -> None:
+        events = make_events("R-1", 2)
+        store.record("R-1", 0, events, due=START)
+        assert store.claim_due(START, worker="w1", lease=HOUR) == ["R-1"]
+        stale = make_events("R-1", 1, after=1, prev=events[0].hash, tag="-stale")
+        with pytest.raises(ConcurrencyConflict):
+            store.record("R-1", 1, stale, due=None)
+        with pytest.raises(ConcurrencyConflict):
+            store.record("R-1", 0, make_events("R-1", 1, tag="-again"), due=None)
+        assert list(store.read("R-1")) == events
+        assert store.claim_due(START, worker="w2", lease=HOUR) == []  # still leased to w1
+        assert store.claim_due(START, worker="w1", lease=HOUR) == ["R-1"]  # and still due
+
+    def test_a_plain_append_leaves_the_due_index_alone(self, store: EventLog) -> None:
+        store.record("R-1", 0, make_events("R-1", 1), due=START + HOUR)
+        store.append("R-1", 1, more_events(store, "R-1", 2, "host"))
+        store.append("R-2", 0, make_events("R-2", 1))  # never recorded: never due
+        assert store.claim_due(START, worker="w", lease=HOUR) == []
+        assert store.claim_due(START + HOUR, worker="w", lease=HOUR) == ["R-1"]
+        store.release("R-1", due=START + DAY, worker="w")
+        assert store.claim_due(START + DAY, worker="x", lease=HOUR) == ["R-1"]
+
+    def test_a_sweeping_engine_skips_rounds_leased_to_another(self, open_store: OpenStore) -> None:
+        """Two engines on two store objects: while one sweeps a round (its hook is
+        running), the other finds the round leased and sweeps nothing; each rung is
+        recorded once and the second engine, later, finds nothing left."""
+        hooks = Hooks()
+        w = DWorld(
+            only_rules(DeadlinePolicy.standard(), "measure_due"), log=open_store(), hooks=hooks
+        )
+        w.planned({"U-1": ["P-1"]})
+        other = Engine(
+            clock=w.clock, log=open_store(), process=w.engine.process, ids=lambda: "never"
+        )
+        meanwhile: list[tuple[Event, ...]] = []
+        hooks.on_overdue(lambda event, ctx: meanwhile.append(other.sweep().events))
+        deadline = "measure_due:M-P-1-1"
+        w.clock.set(w.deadline(deadline).due_at)
+        report = w.engine.sweep()
+        assert [(e.subject, e.payload["rung"]) for e in report.events if e.kind == "deadline"] == [
+            (deadline, "green"),
+            (deadline, "yellow"),
+            (deadline, "red"),
+        ]
+        assert meanwhile == [()]  # the round was leased to the first engine
+        assert other.sweep().events == ()  # and it is done
+        assert w.log_firings() == [(deadline, "green"), (deadline, "yellow"), (deadline, "red")]
+        assert other.state(w.round_id) == w.engine.replay(w.round_id)
+
+    # -- snapshots -------------------------------------------------------------------
+    def test_a_reopened_engine_loads_the_snapshot_and_the_tail(
+        self, open_store: OpenStore, open_snapshots: OpenSnapshots
+    ) -> None:
+        engine, snap = snapshotted_round(open_store(), open_snapshots())
+        live = engine.state("R-1")
+        counting = ReadCounter(open_store())
+        fresh = Engine(clock=ManualClock(START), log=counting, snapshots=open_snapshots())
+        loaded = fresh.state("R-1")
+        assert loaded == live
+        # the snapshot's own event (its hash is checked) and the tail after it
+        assert counting.events_read == 1 + live.version - snap.version
+        assert loaded == replay("R-1", open_store().read("R-1"), [Process.standard()])
+        record_item(fresh, "R-1", "U-1", "P-after", "cmd-after")  # and it goes on working
+        assert fresh.state("R-1") == fresh.replay("R-1")
+
+    @pytest.mark.parametrize("damage", ["body", "head", "ahead"])
+    def test_a_damaged_snapshot_is_ignored(
+        self, open_store: OpenStore, open_snapshots: OpenSnapshots, damage: str
+    ) -> None:
+        engine, snap = snapshotted_round(open_store(), open_snapshots())
+        live = engine.state("R-1")
+        if damage == "body":  # the digest no longer matches
+            bad = attrs_evolve(snap, body=snap.body.replace("P-1", "P-9"))
+        elif damage == "head":  # not a point of the log's chain
+            bad = attrs_evolve(snap, head="0" * 64)
+        else:  # claims to be ahead of the log
+            bad = attrs_evolve(snap, version=live.version + 3)
+        open_snapshots().save(bad)
+        assert open_snapshots().latest("R-1") == bad
+        counting = ReadCounter(open_store())
+        fresh = Engine(clock=ManualClock(START), log=counting, snapshots=open_snapshots())
+        assert fresh.state("R-1") == live
+        assert counting.events_read >= live.version  # replayed from the first event
+
+    def test_an_older_snapshot_does_not_replace_a_newer_one(
+        self, open_store: OpenStore, open_snapshots: OpenSnapshots
+    ) -> None:
+        _, snap = snapshotted_round(open_store(), open_snapshots())
+        older = attrs_evolve(snap, version=snap.version - 1, body="{}")
+        open_snapshots().save(older)
+        assert open_snapshots().latest("R-1") == snap
+        assert open_snapshots().latest("R-other") is None
 
 
 # -- SQL stores ----------------------------------------------------------------------
@@ -383,15 +611,23 @@ class SqlContract(StoreContract):
         return lambda: SqlEventLog(db, **options)
 
     @pytest.fixture
+    def open_snapshots(self, db: sa.Engine, options: dict[str, Any]) -> OpenSnapshots:
+        return lambda: SqlSnapshotStore(db, **options)
+
+    @pytest.fixture
     def tables(self, options: dict[str, Any]) -> Tables:
         return Tables.build(options.get("prefix", "xuncha_"), options.get("schema"))
 
     @pytest.fixture
     def raw(self, db: sa.Engine, tables: Tables) -> Raw:
-        """Run raw SQL on the tables, outside the store: ``{events}`` and ``{streams}``
-        stand for their qualified names."""
+        """Run raw SQL on the tables, outside the store: ``{events}``, ``{streams}``
+        and ``{snapshots}`` stand for their qualified names."""
         fmt = db.dialect.identifier_preparer.format_table
-        names = {"events": fmt(tables.events), "streams": fmt(tables.streams)}
+        names = {
+            "events": fmt(tables.events),
+            "streams": fmt(tables.streams),
+            "snapshots": fmt(tables.snapshots),
+        }
 
         def run(statement: str, **params: Any) -> Any:
             with db.begin() as conn:
@@ -660,12 +896,16 @@ class SqlContract(StoreContract):
     def test_a_version_1_database_is_upgraded_in_place(
         self, db: sa.Engine, options: dict[str, Any], tables: Tables
     ) -> None:
+        """A database written before the due index, the fired-rung key, snapshots and
+        projections: upgraded in place, its rounds made due once, its rungs keyed and
+        its projections folded from the log."""
+        w = swept_round()
+        events = w.events()
         with db.begin() as conn:
             assert upgrade(conn, tables, target=1) == (1,)
-            events = make_events("R-1", 3)
             conn.execute(
                 tables.streams.insert().values(
-                    stream="R-1", version=3, head=events[-1].hash, created=START
+                    stream=w.round_id, version=len(events), head=events[-1].hash, created=START
                 )
             )
             conn.execute(tables.events.insert(), [SqlEventLog._row(e) for e in events])
@@ -674,14 +914,48 @@ class SqlContract(StoreContract):
         index = f"{tables.prefix}events_command_id"
         assert index not in _indexes(db, tables)
         store = SqlEventLog(db, **options)
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION == 5
         with db.connect() as conn:
             applied = conn.execute(sa.select(tables.versions.c.version)).scalars().all()
+            rungs = conn.execute(
+                sa.select(tables.rungs.c.deadline, tables.rungs.c.rung).order_by(
+                    tables.rungs.c.version
+                )
+            ).all()
+        assert sorted(applied) == [1, 2, 3, 4, 5]
         assert index in _indexes(db, tables)
-        assert sorted(applied) == [1, 2]
-        assert list(store.read("R-1")) == events
+        assert [tuple(r) for r in rungs] == w.log_firings()
+        assert list(store.read(w.round_id)) == events
         assert store.verify().ok
-        assert SqlEventLog(db, create=False, **options).version("R-1") == 3
+        # every round written before the due index is due once, for the first sweep
+        assert store.due(w.round_id)[0] == datetime(1970, 1, 1, tzinfo=UTC)
+        assert store.claim_due(START, worker="w", lease=HOUR) == [w.round_id]
+        # the projections were folded from the log
+        state = w.state
+        assert {i.id: i.state for i in store.items()} == {
+            k: v.state for k, v in state.items.items()
+        }
+        assert {d.id: d.state for d in store.deadlines()} == {
+            k: v.state for k, v in state.deadlines.items()
+        }
+        assert SqlEventLog(db, create=False, **options).version(w.round_id) == len(events)
+        # an engine sweeping the upgraded database finds the rungs already fired
+        engine = Engine(clock=w.clock, log=store, process=w.engine.process)
+        assert engine.sweep().events == ()
+        assert store.due(w.round_id)[1] is None  # released, with its real next due time
+
+    def test_the_migrations_build_the_tables_the_store_uses(
+        self, store: SqlEventLog, db: sa.Engine, tables: Tables
+    ) -> None:
+        with db.connect() as conn:
+            inspector = sa.inspect(conn)
+            for table in (*tables.views, tables.events, tables.streams, tables.rungs):
+                columns = {c["name"] for c in inspector.get_columns(table.name, tables.schema)}
+                assert columns == {c.name for c in table.columns}, table.name
+                indexes = {i["name"] for i in inspector.get_indexes(table.name, tables.schema)}
+                assert {str(i.name) for i in table.indexes} <= indexes, table.name
+            columns = {c["name"] for c in inspector.get_columns("xuncha_snapshots", tables.schema)}
+            assert columns == {c.name for c in tables.snapshots.columns}
 
     def test_a_newer_schema_is_refused(
         self, store: SqlEventLog, db: sa.Engine, options: dict[str, Any], tables: Tables
@@ -696,3 +970,132 @@ class SqlContract(StoreContract):
     ) -> None:
         with pytest.raises(IntegrityError, match="version 0"):
             SqlEventLog(db, create=False, **options)
+
+    # -- due index, snapshots and fired rungs in the database --------------------------
+    def test_a_record_in_a_host_transaction_rolls_back_with_it(
+        self, db: sa.Engine, options: dict[str, Any], open_store: OpenStore
+    ) -> None:
+        store = open_store()
+        events = make_events("R-1", 2)
+        store.record("R-1", 0, events, due=START)
+        assert store.claim_due(START, worker="w1", lease=HOUR) == ["R-1"]
+        with db.connect() as conn:
+            tx = conn.begin()
+            hosted = SqlEventLog(conn, **options)
+            hosted.record("R-1", 2, more_events(hosted, "R-1", 1, "c"), due=START + DAY)
+            assert hosted.claim_due(START + DAY, worker="w2", lease=HOUR) == ["R-1"]
+            tx.rollback()
+        assert list(store.read("R-1")) == events
+        assert store.due("R-1")[1:] == ("w1", START + HOUR)  # w1's lease, as it was
+        assert store.claim_due(START, worker="w1", lease=HOUR) == ["R-1"]
+
+    def test_naive_times_are_refused(self, store: SqlEventLog) -> None:
+        store.record("R-1", 0, make_events("R-1", 1), due=START)
+        naive = datetime(2026, 3, 2, 9)
+        with pytest.raises(ValueError, match="timezone-aware"):
+            store.claim_due(naive, worker="w", lease=HOUR)
+        with pytest.raises(ValueError, match="timezone-aware"):
+            store.record("R-1", 1, more_events(store, "R-1", 1, "c"), due=naive)
+        with pytest.raises(ValueError, match="timezone-aware"):
+            store.release("R-1", due=naive, worker="w")
+        assert store.version("R-1") == 1
+        assert store.due("R-1")[0] == START
+        assert store.due("R-none") == (None, None, None)
+
+    def test_due_times_compare_as_instants_whatever_their_zone(self, store: SqlEventLog) -> None:
+        store.record("R-east", 0, make_events("R-east", 1), due=START)  # 09:00 +08:00
+        utc = START.astimezone(UTC) - timedelta(minutes=1)  # 00:59 UTC: a minute earlier
+        store.record("R-utc", 0, make_events("R-utc", 1), due=utc)
+        assert store.claim_due(utc, worker="w", lease=HOUR) == ["R-utc"]
+        assert store.claim_due(START, worker="x", lease=HOUR) == ["R-east"]
+        assert store.due("R-east")[2] == START + HOUR
+
+    def test_a_claim_limit_shares_the_due_streams(
+        self, db: sa.Engine, options: dict[str, Any], store: SqlEventLog
+    ) -> None:
+        for n in range(5):
+            store.record(f"R-{n}", 0, make_events(f"R-{n}", 1), due=START + n * HOUR)
+        first = SqlEventLog(db, claim_limit=2, **options)
+        second = SqlEventLog(db, claim_limit=2, **options)
+        at = START + DAY
+        assert first.claim_due(at, worker="a", lease=HOUR) == ["R-0", "R-1"]
+        assert second.claim_due(at, worker="b", lease=HOUR) == ["R-2", "R-3"]
+        assert first.claim_due(at, worker="c", lease=HOUR, limit=9) == ["R-4"]
+        with pytest.raises(ValueError, match="claim_limit"):
+            SqlEventLog(db, claim_limit=0, **options)
+
+    def test_a_damaged_snapshot_row_is_ignored(
+        self, open_store: OpenStore, open_snapshots: OpenSnapshots, raw: Raw
+    ) -> None:
+        engine, snap = snapshotted_round(open_store(), open_snapshots())
+        live = engine.state("R-1")
+        for statement in (
+            "UPDATE {snapshots} SET body = REPLACE(body, 'P-1', 'P-9')",
+            "UPDATE {snapshots} SET body = '{{not json', digest = :d",
+        ):
+            raw(statement, d=hashlib.sha256(b"{not json").hexdigest())
+            counting = ReadCounter(open_store())
+            fresh = Engine(clock=ManualClock(START), log=counting, snapshots=open_snapshots())
+            assert fresh.state("R-1") == live
+            assert counting.events_read >= live.version
+        # the engine's next snapshot replaces the damaged row
+        engine.snapshots = open_snapshots()
+        for k in range(5):
+            record_item(engine, "R-1", "U-1", f"P-more-{k}", f"cmd-more-{k}")
+        fixed = open_snapshots().latest("R-1")
+        assert fixed is not None
+        assert fixed.intact
+        assert fixed.version > snap.version
+
+    def test_a_snapshot_saved_in_a_host_transaction_rolls_back_with_it(
+        self, db: sa.Engine, options: dict[str, Any], open_store: OpenStore
+    ) -> None:
+        open_store()
+        with db.connect() as conn:
+            tx = conn.begin()
+            hosted = SqlSnapshotStore(conn, **options)
+            _, snap = snapshotted_round(SqlEventLog(conn, **options), hosted)
+            assert hosted.latest("R-1") == snap  # visible inside the transaction
+            tx.rollback()
+        assert SqlSnapshotStore(db, **options).latest("R-1") is None
+        assert open_store().version("R-1") == 0
+
+    def test_a_rung_recorded_twice_is_refused_by_the_database(
+        self, store: SqlEventLog, db: sa.Engine, tables: Tables
+    ) -> None:
+        w = swept_round(store)
+        red = next(e for e in store.read(w.round_id) if e.payload.get("rung") == "red")
+        head = list(store.read(w.round_id))[-1]
+        forged = seal(
+            {
+                **red.model_dump(exclude={"hash"}),
+                "id": "forged-red",
+                "version": head.version + 1,
+                "prev_hash": head.hash,
+                "command_id": "forged",
+            }
+        )
+        before = (store.items(), store.deadlines())
+        with pytest.raises(ConcurrencyConflict):
+            store.append(w.round_id, head.version, [forged])  # chain-valid, but a rung again
+        with pytest.raises(ConcurrencyConflict):
+            store.record(w.round_id, head.version, [forged], due=None)
+        assert store.version(w.round_id) == head.version  # nothing of it was written
+        assert (store.items(), store.deadlines()) == before
+        with db.connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(tables.rungs)).scalar()
+        assert count == len(w.log_firings()) == 3
+        # the same rung of the next generation (after an approved extension) is new
+        deadline = "measure_due:M-P-1-1"
+        w.extend(deadline, w.deadline(deadline).due + timedelta(days=30))
+        w.sweep_at(w.deadline(deadline).due_at)
+        assert w.log_firings()[3:] == [(deadline, "green"), (deadline, "yellow"), (deadline, "red")]
+        with db.connect() as conn:
+            rows = conn.execute(
+                sa.select(tables.rungs.c.rung, tables.rungs.c.generation).order_by(
+                    tables.rungs.c.version
+                )
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            (rung, generation) for generation in (1, 2) for rung in ("green", "yellow", "red")
+        ]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from xuncha_flow.stores import postgres_log
+from xuncha_flow.stores import SCHEMA_VERSION, postgres_log
 
 from .conftest import PG_URL, require_pg
 from .contract import SqlContract, make_events
@@ -62,4 +62,4 @@ def test_several_stores_create_one_schema_at_once(pg_schema: str) -> None:
         t.join()
     assert errors == []
     with postgres_log(PG_URL, schema=pg_schema, create=False) as store:
-        assert store.schema_version() == 2
+        assert store.schema_version() == SCHEMA_VERSION
