@@ -6,16 +6,17 @@ afterwards; see ``conftest.py`` for when these tests skip or fail.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from xuncha_flow.stores import SCHEMA_VERSION, postgres_log
+from xuncha_flow.stores import SCHEMA_VERSION, SqlEventLog, postgres_log
 
 from .conftest import PG_URL, require_pg
-from .contract import SqlContract, make_events
+from .contract import DAY, HOUR, START, SqlContract, make_events
 
 
 class TestPostgresEventLog(SqlContract):
@@ -63,3 +64,32 @@ def test_several_stores_create_one_schema_at_once(pg_schema: str) -> None:
     assert errors == []
     with postgres_log(PG_URL, schema=pg_schema, create=False) as store:
         assert store.schema_version() == SCHEMA_VERSION
+
+
+def test_claims_skip_streams_locked_by_another_transaction(pg_schema: str) -> None:
+    """``FOR UPDATE SKIP LOCKED``: a worker claiming while another's claim (or a
+    writer's append) is not committed yet takes the other due streams, without
+    waiting. Without it the second claim would wait on the row locks (and fail
+    here, after the 2 s lock timeout)."""
+    store = postgres_log(PG_URL, schema=pg_schema)
+    for n in range(5):
+        store.record(f"R-{n}", 0, make_events(f"R-{n}", 1), due=START + n * HOUR)
+    waiting = sa.create_engine(PG_URL, connect_args={"options": "-c lock_timeout=2000"})
+    at = START + DAY
+    with store.bind.connect() as conn:  # type: ignore[union-attr]
+        tx = conn.begin()
+        hosted = SqlEventLog(conn, schema=pg_schema, claim_limit=2)
+        assert hosted.claim_due(at, worker="a", lease=HOUR) == ["R-0", "R-1"]
+        events = list(hosted.read("R-2"))
+        more = make_events("R-2", 1, after=1, prev=events[-1].hash, command="c")
+        hosted.record("R-2", 1, more, due=at)  # a writer holds R-2's row too
+        other = SqlEventLog(waiting, schema=pg_schema)
+        began = time.monotonic()
+        assert other.claim_due(at, worker="b", lease=HOUR) == ["R-3", "R-4"]
+        assert time.monotonic() - began < 1.5
+        tx.commit()
+    assert other.claim_due(at, worker="c", lease=HOUR) == ["R-2"]  # recorded: lease ended
+    assert store.due("R-0")[1:] == ("a", at + HOUR)
+    assert store.due("R-3")[1:] == ("b", at + HOUR)
+    waiting.dispose()
+    store.close()
