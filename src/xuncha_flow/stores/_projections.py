@@ -167,11 +167,9 @@ class _Pending:
         if key in self.new:
             return self.new[key]
         if key not in self.loaded:
-            view = self.projector.views[table]
+            query = self.projector.selects[table]
             found = (
-                self.conn.execute(
-                    sa.select(view).where(view.c.stream == self.stream, view.c.id == ident)
-                )
+                self.conn.execute(query, {"g_stream": self.stream, "g_id": ident})
                 .mappings()
                 .first()
             )
@@ -217,6 +215,12 @@ class Projector:
             "items": tables.items,
             "measures": tables.measures,
             "deadlines": tables.deadlines,
+        }
+        self.selects = {
+            name: sa.select(view).where(
+                view.c.stream == sa.bindparam("g_stream"), view.c.id == sa.bindparam("g_id")
+            )
+            for name, view in self.views.items()
         }
         self._upserts: dict[tuple[str, str], sa.Insert] = {}
         self._updates: dict[tuple[str, tuple[str, ...]], sa.Update] = {}
@@ -410,7 +414,13 @@ class Projector:
 
     def rebuild(self, conn: sa.Connection, page_size: int = 1000) -> int:
         """Empty the views and refold every stream of the log, in the caller's
-        transaction; return the number of events folded."""
+        transaction; return the number of events folded. Writers wait meanwhile: on
+        PostgreSQL the streams table is locked against writes (every append moves a
+        stream head) for the rest of the transaction; SQLite writers are serialised
+        by the write lock already."""
+        if conn.dialect.name == "postgresql":
+            table = conn.dialect.identifier_preparer.format_table(self.tables.streams)
+            conn.exec_driver_sql(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
         self.clear(conn)
         events, streams = self.tables.events, self.tables.streams
         page = (
