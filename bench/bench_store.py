@@ -10,7 +10,9 @@ grouped by command as the engine appends them.
    the same transactions, the same pragmas), with ``synchronous`` FULL (the default)
    and NORMAL; batched (``--batch`` events a transaction) and one command a
    transaction. The store's side includes turning events into rows (canonical
-   JSON, hash check) and SQLAlchemy; the raw side inserts ready-made rows.
+   JSON, hash check), SQLAlchemy, and what the store writes in the same
+   transaction besides the events: the projections (units, items, measures,
+   deadlines) and the fired-rung key; the raw side inserts ready-made event rows.
 2. **Replay from SQLite** — reading a stream back as checked
    :class:`~xuncha_flow.Event` objects against a raw ``SELECT body`` plus
    ``json.loads``; and the whole replay to a round state against the raw scan.
