@@ -234,7 +234,12 @@ class SqlEventLog(SqlBase, EventLog):
     ``owns_engine`` makes :meth:`close` dispose of the engine. ``claim_limit`` caps
     how many streams one :meth:`claim_due` leases when its caller sets no limit
     (None: all that are due), so that workers starting together share the due
-    rounds instead of the first taking them all.
+    rounds instead of the first taking them all; an engine's ``sweep`` then takes at
+    most that many rounds, so a worker sweeps until a sweep records nothing.
+
+    A sweep worker should also catch :class:`~xuncha_flow.ConcurrencyConflict` and
+    sweep again: a command that lands on a round while it is being swept ends the
+    sweep's lease and makes the sweep's append stale.
     """
 
     def __init__(
