@@ -32,7 +32,6 @@ from helpers import fingerprint
 from xuncha_flow import (
     SWEEPER,
     AfterContext,
-    ConcurrencyConflict,
     DeadlinePolicy,
     Engine,
     Event,
@@ -833,8 +832,9 @@ def test_two_engines_over_one_log_each_sweeping_its_rounds() -> None:
 
 
 def test_two_engines_sweeping_one_round_record_each_rung_once() -> None:
-    """The second engine's append meets a ConcurrencyConflict (the other one recorded
-    the rungs while its hooks ran); its next sweep reloads and finds them fired."""
+    """The first engine's append meets a ConcurrencyConflict (the other one recorded
+    the rungs while its hooks ran): it reloads the round, finds them fired, and
+    records nothing."""
     hooks = Hooks()
     w = DWorld(MEASURES_ONLY, hooks=hooks)
     w.planned({"U-1": ["P-1"]})
@@ -851,8 +851,7 @@ def test_two_engines_sweeping_one_round_record_each_rung_once() -> None:
 
     w.clock.set(w.deadline(MEASURE).due_at)
     w.engine.lease = timedelta(0)  # the first engine's lease lapses at once: a real race
-    with pytest.raises(ConcurrencyConflict):
-        w.engine.sweep()
+    assert w.engine.sweep().events == ()  # conflict, reload, nothing left to record
     assert rungs_of(raced[0], MEASURE) == ["green", "yellow", "red"]
     assert w.engine.sweep().events == ()
     assert w.log_firings() == [(MEASURE, "green"), (MEASURE, "yellow"), (MEASURE, "red")]
@@ -898,3 +897,31 @@ def test_regression_daily_reports_count_from_the_latest_entry_into_rectification
     assert _missing_days(w.engine.sweep()) == ["2026-07-01", "2026-07-02"]
     with pytest.raises(GuardRejected, match="before concentrated rectification began"):
         w.do("unit", "U-1", "daily_report", {"day": "2026-06-30"})
+
+
+def test_a_command_landing_on_a_round_while_it_is_swept_makes_the_sweep_retry() -> None:
+    """Another writer's command arrives between the sweep's decision and its append:
+    the sweep reloads the round and records its rungs on top of that command."""
+    hooks = Hooks()
+    w = DWorld(MEASURES_ONLY, hooks=hooks)
+    w.planned({"U-1": ["P-1", "P-2"]})
+    ids = itertools.count(1)
+    other = Engine(
+        clock=w.clock, log=w.engine.log, process=w.engine.process, ids=lambda: f"o-{next(ids)}"
+    )
+    landed: list[int] = []
+
+    @hooks.on_overdue
+    def meanwhile(event: Event, ctx: AfterContext) -> None:
+        if not landed:
+            landed.append(1)
+            other.fire(w.cast.supervision, w.round_id, "item", "P-2", "withdraw", reason="不属实")
+
+    w.clock.set(w.deadline(MEASURE).due_at)
+    report = w.engine.sweep()
+    assert landed == [1]
+    assert rungs_of(report, MEASURE) == ["green", "yellow", "red"]
+    assert w.state.items["P-2"].state == "withdrawn"  # the command was kept
+    assert w.log_firings().count((MEASURE, "red")) == 1
+    assert w.engine.log.verify().ok
+    assert w.engine.state(w.round_id) == w.engine.replay(w.round_id)

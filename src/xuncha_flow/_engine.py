@@ -59,6 +59,8 @@ from ._timekeeping import (
 __all__ = ["SWEEPER", "Engine", "Plan", "SweepReport", "replay"]
 
 _LOG = logging.getLogger("xuncha_flow")
+SWEEP_RETRIES = 3
+"""How often a sweep reloads and re-sweeps a round another writer appended to."""
 
 SWEEPER = Actor(id="xuncha_flow.sweep", role=Role.SUPERVISION_OFFICE, organization="sweeper")
 """The default actor of sweeps: the supervision office escalates (DOMAIN.md §2)."""
@@ -70,6 +72,8 @@ class SweepReport:
 
     at: datetime
     events: tuple[Event, ...]
+    failed: tuple[tuple[str, str], ...] = ()
+    """(round id, error) of rounds that could not be loaded and were skipped."""
 
     def _rungs(self, kind: str) -> tuple[Event, ...]:
         return tuple(
@@ -502,6 +506,12 @@ class Engine:
         rounds swept before it keep their records). ``select`` splits the work
         between workers: only agenda entries it accepts are taken. Every rung fires
         at most once per deadline, however often sweeps run.
+
+        A round whose log fails to load (a corrupted or tampered event) is reported
+        in :attr:`SweepReport.failed` and skipped, so it does not stop the others; on
+        a shared log it stays leased to this worker until the lease lapses. A round
+        another writer appends to while it is swept is reloaded and swept again (up
+        to ``SWEEP_RETRIES`` times).
         """
         now = self._now()
         at = now if at is None else require_aware(at, "at")
@@ -519,9 +529,19 @@ class Engine:
             def select(stream: str, key: AgendaKey) -> bool:
                 return stream in mine and (inner is None or inner(stream, key))
 
-        for stream in wanted:
-            with self._lock(stream):
-                self._fresh(stream)
+        failed: list[tuple[str, str]] = []
+        for stream in list(wanted):
+            try:
+                with self._lock(stream):
+                    self._fresh(stream)
+            except IntegrityError as exc:
+                _LOG.error("round %s cannot be loaded for a sweep: %s", stream, exc)
+                failed.append((stream, str(exc)))
+                self._states.pop(stream, None)
+        unusable = {s for s, _ in failed}
+        if claimed is not None:
+            claimed = [s for s in claimed if s not in unusable]
+            mine -= unusable
         left: set[str] = set()  # rounds with due work another part of the split takes
         taken = self.agenda.take_due(at, select, left)
         by_stream: dict[str, list[AgendaKey]] = {}
@@ -531,7 +551,9 @@ class Engine:
         done: set[str] = set()
         for stream, keys in by_stream.items():
             try:
-                recorded += self._sweep_round(stream, keys, at, now, who, stream in left)
+                recorded += self._sweep_with_retries(
+                    stream, keys, at, now, who, stream in left, select
+                )
             except BaseException:
                 # put back what this round and the rounds not swept yet had taken
                 for when, s, key in taken:
@@ -555,7 +577,34 @@ class Engine:
                             at if stream in left else self._due(state, self._process_for(state), at)
                         )
                     self.log.release(stream, due=due, worker=self.worker)
-        return SweepReport(at=at, events=tuple(recorded))
+        return SweepReport(at=at, events=tuple(recorded), failed=tuple(failed))
+
+    def _sweep_with_retries(
+        self,
+        stream: str,
+        keys: list[AgendaKey],
+        at: datetime,
+        now: datetime,
+        actor: Actor,
+        partial: bool,
+        select: Callable[[str, AgendaKey], bool] | None,
+    ) -> list[Event]:
+        """Sweep one round; when another writer appended meanwhile, reload it (which
+        puts its deadlines back on the agenda) and sweep what is due again."""
+        for attempt in range(SWEEP_RETRIES + 1):
+            try:
+                return self._sweep_round(stream, keys, at, now, actor, partial)
+            except ConcurrencyConflict:
+                if attempt == SWEEP_RETRIES:
+                    raise
+            with self._lock(stream):
+                self._fresh(stream)
+
+            def this_round(s: str, key: AgendaKey) -> bool:
+                return s == stream and (select is None or select(s, key))
+
+            keys = [key for _, _, key in self.agenda.take_due(at, this_round)]
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _sweep_round(
         self,

@@ -177,3 +177,40 @@ def _keys(events: tuple[Event, ...]) -> list[Key]:
         for e in events
         if e.type == "deadline.escalate"
     ]
+
+
+def test_a_round_that_cannot_be_loaded_is_reported_and_does_not_stop_the_others(
+    tmp_path: Path,
+) -> None:
+    """One tampered round used to make every sweep of every worker fail before any
+    round was swept, leaving the healthy rounds leased."""
+    from deadline_helpers import DWorld
+    from xuncha_flow.stores import sqlite_log
+
+    path = tmp_path / "poisoned.sqlite3"
+    log = sqlite_log(path)
+    a = DWorld(round_id="R-A", log=log)
+    b = DWorld(round_id="R-B", engine=a.engine, clock=a.clock, start=a.clock.now())
+    a.planned({"U-1": ["P-1"]})
+    b.planned({"U-1": ["P-1"]})
+    with log.bind.begin() as conn:  # damage one event of R-A
+        conn.exec_driver_sql(
+            "UPDATE xuncha_events SET body = replace(body, 'P-1', 'P-9') "
+            "WHERE stream = 'R-A' AND version = 20"
+        )
+    a.clock.set(a.deadline("measure_due:M-P-1-1").due_at)
+    with sqlite_log(path) as store:
+        worker = Engine(clock=a.clock, log=store, process=a.engine.process, worker="w")
+        report = worker.sweep()
+        assert [stream for stream, _ in report.failed] == ["R-A"]
+        assert "R-A" in report.failed[0][1]
+        rungs = [
+            (e.subject, e.payload["rung"])
+            for e in report.events
+            if e.type == "deadline.escalate" and e.subject.startswith("measure_due")
+        ]
+        assert rungs == [("measure_due:M-P-1-1", r) for r in ("green", "yellow", "red")]
+        assert {e.stream for e in report.events} == {"R-B"}
+        assert store.verify("R-B").ok
+        assert not store.verify("R-A").ok
+    log.close()
