@@ -237,9 +237,9 @@ class SqlEventLog(SqlBase, EventLog):
     rounds instead of the first taking them all; an engine's ``sweep`` then takes at
     most that many rounds, so a worker sweeps until a sweep records nothing.
 
-    A sweep worker should also catch :class:`~xuncha_flow.ConcurrencyConflict` and
-    sweep again: a command that lands on a round while it is being swept ends the
-    sweep's lease and makes the sweep's append stale.
+    A command that lands on a round while it is being swept ends the sweep's lease
+    and makes the sweep's append stale: the engine's sweep reloads that round and
+    sweeps it again (``SWEEP_RETRIES`` times).
     """
 
     def __init__(
