@@ -15,6 +15,7 @@ from xuncha_flow import (
     PermissionDenied,
     Role,
     TransitionNotAllowed,
+    outcome_figures,
 )
 
 
@@ -847,3 +848,53 @@ def test_regression_an_item_of_an_archived_round_cannot_be_reopened() -> None:
     assert refused.value.rules == ("reopen_allowed",)
     assert fingerprint(w.engine) == before
     assert w.item_state("P-1") == "closed"
+
+
+def test_regression_a_reopened_immediate_fix_is_rectified_like_any_item() -> None:
+    """A look-back reopening an immediate fix used to leave it marked immediate: it
+    could be submitted again with no measure and still counted as fixed on site."""
+    w = World()
+    w.to_onsite({"U-1": ["P-1", "P-2"]})
+    w.do("item", "P-1", "order_immediate_fix")
+    w.submit("P-1")
+    w.do("item", "P-1", "verify")
+    w.do("item", "P-1", "close")
+    w.do("item", "P-2", "confirm")
+    w.leave("U-1")
+    w.decide("U-1")
+    w.move_to(w.feedback_day)
+    w.feed_back("U-1")
+    w.plan("U-1")
+    assert outcome_figures(w.state).immediate_fixes == 1
+    w.do("item", "P-1", "reopen", {"lookback_round_id": "R-LB"}, reason="回头看发现反弹")
+    item = w.state.items["P-1"]
+    assert item.state == "rectifying"
+    assert not item.immediate
+    assert outcome_figures(w.state).immediate_fixes == 0
+    with pytest.raises(GuardRejected) as refused:  # a measure is needed now
+        w.submit("P-1")
+    assert "measures_done" in refused.value.rules
+    w.add_measure("P-1")
+    w.finish("P-1")
+    assert w.item_state("P-1") == "closed"
+
+
+def test_regression_a_problem_with_live_measures_cannot_be_refined() -> None:
+    """Refining a planned problem used to leave its measures on the parent, alive
+    for ever and never blocking anything."""
+    w = World()
+    w.to_feedback({"U-1": ["P-1"]})
+    w.claim_all("U-1")
+    w.add_measure("P-1")
+    before = fingerprint(w.engine)
+    children = {
+        "children": [{"id": "P-1-1", "description": "a"}, {"id": "P-1-2", "description": "b"}]
+    }
+    with pytest.raises(GuardRejected) as refused:
+        w.do("item", "P-1", "refine", children)
+    assert refused.value.rules == ("no_live_measures",)
+    assert fingerprint(w.engine) == before
+    for measure_id in w.state.items["P-1"].measure_ids:
+        w.do("measure", measure_id, "drop", reason="问题细化后分别制定措施")
+    w.do("item", "P-1", "refine", children)
+    assert w.item_state("P-1") == "refined"

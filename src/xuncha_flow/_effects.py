@@ -234,6 +234,7 @@ def _item_changes(state: RoundState, e: Event, item: Item, name: str) -> dict[st
     if name == "reopen":
         again = Reopening(e.actor, at, str(p["lookback_round_id"]), e.reason or "")
         return {
+            "immediate": False,  # reopened: a regular rectification from now on
             "reopenings": (*item.reopenings, again),
             "closed_at": None,
             "submission": None,

@@ -229,6 +229,18 @@ def _unit_state_in(rule: str, states: tuple[str, ...], what: str) -> Guard:
     return guard
 
 
+def no_live_measures(ctx: GuardContext) -> Iterator[RuleViolation]:
+    """A problem is refined before it is planned: its measures would belong to
+    nothing once it is split into children."""
+    item: Item = ctx.record
+    yield from _violation(
+        "no_live_measures",
+        _measures(ctx.state, item),
+        "measure",
+        f"still planned for {item.id}: drop them, then refine",
+    )
+
+
 def children_are_new(ctx: GuardContext) -> Iterator[RuleViolation]:
     taken = [c for c in _p(ctx, RefineItem).children if c.id in ctx.state.items]
     yield from _violation("children_are_new", taken, "child id", "already in use")
@@ -460,6 +472,7 @@ GUARDS: dict[str, Guard] = {
         "unit_inspecting", ("onsite", "reporting"), "problems are recorded while inspecting"
     ),
     "children_are_new": children_are_new,
+    "no_live_measures": no_live_measures,
     "has_complete_measures": has_complete_measures,
     "milestone_open": milestone_open,
     "evidence_attached": evidence_attached,
