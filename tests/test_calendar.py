@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import attrs
+import chinese_calendar as cc  # the dev extra installs it: the official data
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,7 +35,6 @@ from xuncha_flow._errors import CalendarError, XunchaError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-cc = pytest.importorskip("chinese_calendar")
 
 OFFICIAL = HolidaySchedule.from_chinese_calendar()
 CN = ChinaWorkingDays(OFFICIAL)
