@@ -43,6 +43,7 @@ __all__ = [
     "World",
     "at",
     "fingerprint",
+    "open_on_site",
 ]
 
 ROUND = "R-1"
@@ -57,6 +58,28 @@ UNITS: dict[str, tuple[str, str]] = {
 ONSITE_DAYS = 7  # on-site starts a week after the round is opened
 ONSITE_LENGTH = 40  # about 40 days for a county round (DOMAIN.md §3)
 FEEDBACK_DAYS = 70  # feedback about a month after leaving site
+
+
+def open_on_site(engine: Engine, clock: ManualClock, round_id: str = ROUND) -> RoundDriver:
+    """Open a round with one unit U-1 (县教育局党组, org-edu, team-1) and send its team on
+    site on 9 March 2026 (the clock moves there)."""
+    drv = RoundDriver(engine, round_id)
+    drv.round("open", {"name": "测试轮次", "level": "county"})
+    drv.do(
+        "unit",
+        "U-1",
+        "add",
+        {
+            "name": "县教育局党组",
+            "organization_id": "org-edu",
+            "team_id": "team-1",
+            "onsite_start": "2026-03-09",
+        },
+    )
+    drv.round("approve")
+    clock.set(datetime(2026, 3, 9, 10, tzinfo=DEFAULT_TIMEZONE))
+    drv.round("launch")
+    return drv
 
 
 def at(day: date, hour: int = 10) -> datetime:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from helpers import open_on_site
 from xuncha_flow import (
     DEFAULT_TIMEZONE,
     Definition,
@@ -35,7 +36,6 @@ from xuncha_flow import (
 )
 from xuncha_flow._builtin import builtin_definitions
 from xuncha_flow._rules import GUARDS
-from xuncha_flow.testing import RoundDriver
 
 POLICIES = (
     RolePolicy.supervision_office(),
@@ -564,22 +564,7 @@ def play(process: Process) -> tuple[Engine, list[Event]]:
     clock = ManualClock(at(3, 2))
     counter = itertools.count(1)
     engine = Engine(clock=clock, process=process, ids=lambda: f"ev-{next(counter):04d}")
-    drv = RoundDriver(engine, "R-1")
-    drv.round("open", {"name": "测试轮次", "level": "county"})
-    drv.do(
-        "unit",
-        "U-1",
-        "add",
-        {
-            "name": "县教育局党组",
-            "organization_id": "org-edu",
-            "team_id": "team-1",
-            "onsite_start": "2026-03-09",
-        },
-    )
-    drv.round("approve")
-    clock.set(at(3, 9))
-    drv.round("launch")
+    drv = open_on_site(engine, clock, "R-1")
     for n in (1, 2):
         drv.do("item", f"P-{n}", "record", {"unit_id": "U-1", "description": f"问题 {n}"})
         drv.do("item", f"P-{n}", "confirm")

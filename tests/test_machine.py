@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from helpers import open_on_site
 from xuncha_flow import (
     DEFAULT_TIMEZONE,
     Actor,
@@ -48,23 +49,7 @@ def new_engine(process: Process | None = None) -> tuple[Engine, ManualClock]:
 
 def on_site(engine: Engine, clock: ManualClock) -> RoundDriver:
     """A round with one unit U-1 (org-edu, team-1), its team on site."""
-    drv = RoundDriver(engine, ROUND)
-    drv.round("open", {"name": "测试轮次", "level": "county"})
-    drv.do(
-        "unit",
-        "U-1",
-        "add",
-        {
-            "name": "县教育局党组",
-            "organization_id": "org-edu",
-            "team_id": "team-1",
-            "onsite_start": "2026-03-09",
-        },
-    )
-    drv.round("approve")
-    clock.set(at(3, 9))
-    drv.round("launch")
-    return drv
+    return open_on_site(engine, clock, ROUND)
 
 
 def to_rectifying(drv: RoundDriver, clock: ManualClock, items: list[str]) -> None:

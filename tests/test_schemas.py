@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from helpers import open_on_site
 from xuncha_flow import (
     DEFAULT_TIMEZONE,
     Actor,
@@ -283,22 +284,7 @@ def engine() -> Engine:
     clock = ManualClock(at(3, 2))
     counter = itertools.count(1)
     eng = Engine(clock=clock, ids=lambda: f"ev-{next(counter):04d}")
-    drv = RoundDriver(eng, ROUND)
-    drv.round("open", {"name": "测试轮次", "level": "county"})
-    drv.do(
-        "unit",
-        "U-1",
-        "add",
-        {
-            "name": "县教育局党组",
-            "organization_id": "org-edu",
-            "team_id": "team-1",
-            "onsite_start": "2026-03-09",
-        },
-    )
-    drv.round("approve")
-    clock.set(at(3, 9))
-    drv.round("launch")
+    drv = open_on_site(eng, clock, ROUND)
     drv.do("item", "P-1", "record", {"unit_id": "U-1", "description": "问题一"})
     drv.do("item", "P-IM", "record", {"unit_id": "U-1", "description": "立行立改"})
     drv.do("item", "P-IM", "order_immediate_fix")
