@@ -9,6 +9,7 @@ cancelled by automatic events inside the command that causes them.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,8 @@ from xuncha_flow import (
     DeadlineRule,
     Duration,
     GuardRejected,
+    Hooks,
+    InMemoryEventLog,
     InvalidCommand,
     NotFound,
     PermissionDenied,
@@ -442,3 +445,41 @@ def test_a_rule_with_an_earliest_date_refuses_meeting_it_too_early() -> None:
     w.move_to(date(2026, 5, 18), 0)
     w.do("unit", "U-1", "submit_plan")
     assert w.deadline("considered_plan:U-1").state == "met"
+
+
+class DueRecordingLog(InMemoryEventLog):
+    """Keeps the due time the engine notes with every append."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dues: list[datetime | None] = []
+
+    def record(self, stream: str, expected_version: int, events: Any, *, due: Any = None) -> None:
+        super().record(stream, expected_version, events, due=due)
+        self.dues.append(due)
+
+
+def test_the_incremental_due_index_agrees_with_a_full_scan_after_every_command() -> None:
+    """The engine keeps each round's next due time in an index updated from the
+    deadlines a command touched; a scan of every deadline must give the same."""
+    from xuncha_flow._timekeeping import round_next_due
+
+    hooks = Hooks()
+    log = DueRecordingLog()
+    expected: list[datetime | None] = []
+    w = DWorld(DeadlinePolicy.supervision(), hooks=hooks, log=log)
+    hooks.after(
+        lambda ctx: expected.append(
+            round_next_due(ctx.state, w.engine.process.deadlines, w.clock.now())
+        )
+    )
+    w.planned({"U-1": ["P-1", "P-2", "P-3"], "U-2": ["P-4"]})
+    w.extend("measure_due:M-P-1-1", date(2026, 9, 1))
+    w.do_measures("P-2")
+    w.clock.advance(days=20)
+    w.engine.sweep()
+    w.do("item", "P-3", "withdraw", reason="不属实")
+    w.clock.advance(days=40)
+    w.engine.sweep()
+    assert len(log.dues) == len(expected) > 10
+    assert log.dues == expected

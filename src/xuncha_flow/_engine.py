@@ -45,6 +45,7 @@ from ._roles import Actor, Role
 from ._rules import GuardContext, authorize
 from ._snapshots import Snapshot, SnapshotStore, state_from_json
 from ._timekeeping import (
+    DueIndex,
     FollowUp,
     daily_checks,
     deadline_follow_ups,
@@ -172,6 +173,7 @@ class Engine:
             self._processes[tuple(sorted(p.version_ids.items()))] = p
         self._states: dict[str, RoundState] = {}
         self._snapshot_at: dict[str, int] = {}
+        self._due_index: dict[str, DueIndex] = {}
         self._active: set[str] = set()
         self.agenda = Agenda()
         self._locks: dict[str, threading.RLock] = {}
@@ -345,12 +347,25 @@ class Engine:
         except Exception:
             _LOG.warning("could not save a snapshot of round %s", state.stream, exc_info=True)
 
-    def _due(self, state: RoundState, process: Process, at: datetime) -> datetime | None:
-        """When the round next has something for a sweep, as of ``at``."""
+    def _due(
+        self,
+        state: RoundState,
+        process: Process,
+        at: datetime,
+        events: Sequence[Event] = (),
+    ) -> datetime | None:
+        """When the round next has something for a sweep, as of ``at``; ``events``
+        are the unit of work's, not yet in the round's due index."""
         policy = process.deadlines
         if not policy.rules and not (policy.daily_report or policy.weekly_bulletin):
             return None
-        return round_next_due(state, policy, at)
+        index = self._due_index.get(state.stream)
+        touched: set[str] = set()
+        if index is None:  # built from the state as it is now, events included
+            index = self._due_index[state.stream] = DueIndex(state, policy)
+        else:
+            touched = {e.subject for e in events if e.kind == "deadline"}
+        return round_next_due(state, policy, at, index, touched)
 
     def _fresh(self, stream: str) -> RoundState:
         """The round's state, reloaded when another writer has appended to its log
@@ -364,6 +379,7 @@ class Engine:
     def _load(self, stream: str) -> RoundState:
         state = self._states.get(stream)
         if state is None:
+            self._due_index.pop(stream, None)
             state = self._from_snapshot(stream)
             if state is None:
                 state = replay(stream, self.log.read(stream), self._processes.values())
@@ -420,7 +436,7 @@ class Engine:
             process,
             cmd,
             lambda: self._apply(state, process, cmd, plan, now),
-            lambda: self._due(state, process, now),
+            lambda events: self._due(state, process, now, events),
         )
 
     def _unit_of_work(
@@ -429,7 +445,7 @@ class Engine:
         process: Process,
         cmd: Command,
         produce: Callable[[], Sequence[Event]],
-        due: Callable[[], datetime | None],
+        due: Callable[[Sequence[Event]], datetime | None],
     ) -> tuple[Event, ...]:
         """Apply the events ``produce`` makes, run the after hooks and record them
         (with the round's next due time) — or roll the state back exactly."""
@@ -438,15 +454,22 @@ class Engine:
         try:
             events = tuple(produce())
             self.hooks.run_after(AfterContext(cmd, events, state))
-            self.log.record(state.stream, expected, events, due=due())
+            self.log.record(state.stream, expected, events, due=due(events))
         except ConcurrencyConflict:
             state.rollback()
             self._states.pop(state.stream, None)  # stale: reload on next use
+            self._due_index.pop(state.stream, None)
             raise
         except BaseException:
             state.rollback()
+            self._due_index.pop(state.stream, None)  # it may have seen the undone events
             raise
         state.commit()
+        index = self._due_index.get(state.stream)
+        if index is not None:
+            for event in events:
+                if event.kind == "deadline":
+                    index.update(state.deadlines[event.subject])
         self._maybe_snapshot(state)
         self._schedule(state, process, events)
         return events
@@ -669,7 +692,7 @@ class Engine:
             process,
             cmd,
             lambda: self._cascade(state, process, cmd, pending, now),
-            lambda: at if partial else self._due(state, process, at),
+            lambda events: at if partial else self._due(state, process, at, events),
         )
 
     def overdue(self, at: datetime | None = None) -> list[tuple[str, Deadline]]:

@@ -16,6 +16,8 @@ the engine to record. Nothing here reads a clock.
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -358,10 +360,65 @@ def weekly_checks(state: RoundState, at: datetime, policy: DeadlinePolicy) -> li
     return out
 
 
-def round_next_due(state: RoundState, policy: DeadlinePolicy, now: datetime) -> datetime | None:
+class DueIndex:
+    """The next rung time of each running deadline of one round, in a heap with lazy
+    invalidation, so the round's earliest one is found in O(log n) after a command
+    touched a few deadlines, whatever the number of deadlines."""
+
+    def __init__(self, state: RoundState, policy: DeadlinePolicy) -> None:
+        self._policy = policy
+        self._next: dict[str, datetime] = {}
+        self._heap: list[tuple[datetime, str]] = []
+        for deadline in state.deadlines.values():
+            self.update(deadline)
+
+    def update(self, deadline: Deadline) -> None:
+        """Note the deadline's next rung time (after a change to it)."""
+        when = next_time(self._policy, deadline)
+        if when is None:
+            self._next.pop(deadline.id, None)
+        elif self._next.get(deadline.id) != when:
+            self._next[deadline.id] = when
+            heapq.heappush(self._heap, (when, deadline.id))
+
+    def earliest(self, skip: frozenset[str] = frozenset()) -> datetime | None:
+        """The earliest next rung time of the deadlines not in ``skip``."""
+        held: list[tuple[datetime, str]] = []
+        found = None
+        heap = self._heap
+        while heap:
+            when, ident = heap[0]
+            if self._next.get(ident) != when:
+                heapq.heappop(heap)  # stale: the deadline moved on or ended
+            elif ident in skip:
+                held.append(heapq.heappop(heap))
+            else:
+                found = when
+                break
+        for entry in held:
+            heapq.heappush(heap, entry)
+        return found
+
+
+def round_next_due(
+    state: RoundState,
+    policy: DeadlinePolicy,
+    now: datetime,
+    index: DueIndex | None = None,
+    touched: Iterable[str] = (),
+) -> datetime | None:
     """When the round next has something for a sweep: its earliest unfired rung, or
-    the next midnight while daily reports or weekly bulletins are checked."""
-    times = [t for d in state.deadlines.values() if (t := next_time(policy, d)) is not None]
+    the next midnight while daily reports or weekly bulletins are checked. With an
+    ``index`` that predates a command, ``touched`` names the deadlines the command
+    changed (their times are taken from the state, the others' from the index)."""
+    if index is None:
+        index = DueIndex(state, policy)
+        touched = ()
+    changed = frozenset(touched)
+    times = [t for d in changed if (t := next_time(policy, state.deadlines[d])) is not None]
+    rest = index.earliest(changed)
+    if rest is not None:
+        times.append(rest)
     rnd = state.round
     checking = (
         policy.daily_report and any(u.state == "rectifying" for u in state.units.values())
