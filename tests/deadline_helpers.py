@@ -188,35 +188,13 @@ class DWorld(World):
         self.start_day = start.date()
 
     # -- building --------------------------------------------------------------------
-    def open(self, units: Iterable[str] | None = None, *, approve: bool = True) -> None:
-        """As :meth:`World.open`, with each unit's head and leader in charge."""
-        self.round(
-            "open",
-            {
-                "name": "测试轮次",
-                "level": "county",
-                "kind": "regular",
-                "planned_start": self.onsite_start.isoformat(),
-            },
-        )
-        for unit_id in units if units is not None else self.units:
-            org, team = self.units[unit_id]
-            self.do(
-                "unit",
-                unit_id,
-                "add",
-                {
-                    "name": f"{unit_id} 党组",
-                    "organization_id": org,
-                    "team_id": team,
-                    "head": f"{unit_id}-head",
-                    "leader_in_charge": f"{unit_id}-leader-in-charge",
-                    "onsite_start": self.onsite_start.isoformat(),
-                    "onsite_end": self.onsite_end.isoformat(),
-                },
-            )
-        if approve:
-            self.round("approve")
+    def unit_payload(self, unit_id: str) -> dict[str, Any]:
+        """As :meth:`World.unit_payload`, with the unit's head and leader in charge."""
+        return {
+            **super().unit_payload(unit_id),
+            "head": f"{unit_id}-head",
+            "leader_in_charge": f"{unit_id}-leader-in-charge",
+        }
 
     def planned(self, items: Mapping[str, Sequence[str]], *, due: date | None = None) -> None:
         """Through feedback, each item with one measure due on ``due`` (45 days after

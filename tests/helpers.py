@@ -211,21 +211,20 @@ class World:
             },
         )
         for unit_id in units if units is not None else self.units:
-            org, team = self.units[unit_id]
-            self.do(
-                "unit",
-                unit_id,
-                "add",
-                {
-                    "name": f"{unit_id} 党组",
-                    "organization_id": org,
-                    "team_id": team,
-                    "onsite_start": self.onsite_start.isoformat(),
-                    "onsite_end": self.onsite_end.isoformat(),
-                },
-            )
+            self.do("unit", unit_id, "add", self.unit_payload(unit_id))
         if approve:
             self.round("approve")
+
+    def unit_payload(self, unit_id: str) -> dict[str, Any]:
+        """What :meth:`open` adds each unit with."""
+        org, team = self.units[unit_id]
+        return {
+            "name": f"{unit_id} 党组",
+            "organization_id": org,
+            "team_id": team,
+            "onsite_start": self.onsite_start.isoformat(),
+            "onsite_end": self.onsite_end.isoformat(),
+        }
 
     def launch(self) -> None:
         """Go on site: every unit enters."""
