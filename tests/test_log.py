@@ -18,11 +18,12 @@ from xuncha_flow import (
     Event,
     EventLog,
     InMemoryEventLog,
-    IntegrityError,
+    LogCorrupted,
     LogReport,
     ManualClock,
     Process,
     RolePolicy,
+    UnknownProcess,
     XunchaError,
     replay,
 )
@@ -152,7 +153,7 @@ def test_a_batch_that_does_not_continue_the_chain_is_refused(
 ) -> None:
     log = filled(events[:5])
     batch = make_batch(events, other_stream)
-    with pytest.raises(IntegrityError, match=message) as info:
+    with pytest.raises(LogCorrupted, match=message) as info:
         log.append("R-1", 5, batch)
     assert info.value.stream == "R-1"
     assert info.value.version is not None
@@ -164,7 +165,7 @@ def test_a_batch_that_does_not_continue_the_chain_is_refused(
 def test_the_first_event_of_a_stream_must_link_to_its_genesis(other_stream: Chain) -> None:
     log = InMemoryEventLog()
     moved = seal({**fields(other_stream[0]), "stream": "R-1"})
-    with pytest.raises(IntegrityError, match="does not link"):
+    with pytest.raises(LogCorrupted, match="does not link"):
         log.append("R-1", 0, [moved])
     assert log.streams() == []
     assert len(log) == 0
@@ -359,19 +360,19 @@ def test_replay_refuses_a_transition_from_the_wrong_state() -> None:
     )
     engine.log.append("R-1", head.version, [forged])  # the chain alone cannot tell
     assert engine.log.verify().ok
-    with pytest.raises(IntegrityError) as info:
+    with pytest.raises(LogCorrupted) as info:
         replay("R-1", engine.log.read("R-1"), [engine.process])
     assert info.value.version == head.version + 1
     assert info.value.stream == "R-1"
     assert "from 'confirmed', but it is 'found'" in str(info.value)
     engine.forget("R-1")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(LogCorrupted):
         engine.state("R-1")
 
 
 def test_replay_refuses_an_unknown_definition_version(events: Chain) -> None:
     chain = reseal(events, 0, definition="round@1#000000000000")
-    with pytest.raises(IntegrityError, match="round@1#000000000000") as info:
+    with pytest.raises(LogCorrupted, match="round@1#000000000000") as info:
         replay("R-1", chain, [Process.standard()])
     assert info.value.version == 1
     assert info.value.stream == "R-1"
@@ -380,23 +381,24 @@ def test_replay_refuses_an_unknown_definition_version(events: Chain) -> None:
 def test_replay_refuses_an_event_made_under_another_definition(events: Chain) -> None:
     index = next(k for k, e in enumerate(events) if e.type == "item.record")
     chain = reseal(events, index, definition="problem-item@7#abcdefabcdef")
-    with pytest.raises(IntegrityError, match="problem-item@7#abcdefabcdef") as info:
+    with pytest.raises(LogCorrupted, match="problem-item@7#abcdefabcdef") as info:
         replay("R-1", chain, [Process.standard()])
     assert info.value.version == index + 1
 
 
 def test_replay_needs_the_process_the_round_was_opened_with(events: Chain) -> None:
-    with pytest.raises(IntegrityError, match="unknown definition") as info:
+    with pytest.raises(UnknownProcess, match="unknown definition") as info:
         replay("R-1", events, [])
-    assert info.value.version == 1
+    assert info.value.stream == "R-1"
     # an engine whose current process is another one loads the round only when it
     # is given the round's process as an older version
     log = filled(events)
     current = Process.standard(RolePolicy.joint_supervision())
     engine = Engine(clock=ManualClock(at(12, 1)), log=log, process=current)
-    with pytest.raises(IntegrityError) as refused:
+    with pytest.raises(UnknownProcess) as refused:
         engine.state("R-1")
     assert refused.value.stream == "R-1"
+    assert refused.value.pinned == Process.standard().version_ids
     engine = Engine(
         clock=ManualClock(at(12, 1)), log=log, process=current, processes=[Process.standard()]
     )
@@ -421,7 +423,7 @@ def test_replay_needs_the_process_the_round_was_opened_with(events: Chain) -> No
 def test_replay_refuses_a_broken_chain(
     events: Chain, tamper: Callable[[Chain], Chain], version: int, message: str
 ) -> None:
-    with pytest.raises(IntegrityError, match=message) as info:
+    with pytest.raises(LogCorrupted, match=message) as info:
         replay("R-1", tamper(events), [Process.standard()])
     assert info.value.version == version
 

@@ -94,8 +94,8 @@ from xuncha_flow import (
     HookFailed,
     Hooks,
     InMemoryEventLog,
-    IntegrityError,
     InvalidCommand,
+    LogCorrupted,
     PermissionDenied,
     Plan,
     Process,
@@ -1287,10 +1287,10 @@ def test_tampering_with_one_payload_is_named_by_verify(data: st.DataObject, push
     assert report.first_bad is not None
     assert report.first_bad.bad_version == k
     assert report.first_bad.bad_event_id == original.id
-    with pytest.raises(IntegrityError) as raised:
+    with pytest.raises(LogCorrupted) as raised:
         replay(ROUND, copy.read(ROUND), PROCESSES.values())
     assert raised.value.version == k
-    with pytest.raises(IntegrityError):
+    with pytest.raises(LogCorrupted):
         Engine(clock=ManualClock(sc.clock.now()), log=copy, processes=PROCESSES.values()).state(
             ROUND
         )
@@ -1331,7 +1331,7 @@ def test_any_other_tampering_is_named_by_verify(data: st.DataObject, pushes: int
     report = ListLog(ROUND, forged).verify()
     assert report.first_bad is not None
     assert report.first_bad.bad_version == expected
-    with pytest.raises(IntegrityError):
+    with pytest.raises(LogCorrupted):
         replay(ROUND, forged, PROCESSES.values())
 
 

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ._errors import InvalidArgument
+
 __all__ = ["DEFAULT_TIMEZONE", "Clock", "ManualClock", "SystemClock", "require_aware"]
 
 
@@ -29,9 +31,12 @@ DEFAULT_TIMEZONE: tzinfo = _shanghai()
 
 
 def require_aware(moment: datetime, what: str = "datetime") -> datetime:
-    """Return ``moment`` if it carries a time zone, else raise :class:`ValueError`."""
+    """Return ``moment`` if it is an aware datetime, else raise
+    :class:`~xuncha_flow.InvalidArgument` (a ``ValueError``)."""
+    if not isinstance(moment, datetime):
+        raise InvalidArgument(f"{what} must be a timezone-aware datetime, got {moment!r}")
     if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
-        raise ValueError(f"{what} must be timezone-aware, got naive {moment.isoformat()}")
+        raise InvalidArgument(f"{what} must be timezone-aware, got naive {moment.isoformat()}")
     return moment
 
 
@@ -82,7 +87,7 @@ class ManualClock(Clock):
         require_aware(moment, "moment")
         with self._lock:
             if moment < self._now:
-                raise ValueError(
+                raise InvalidArgument(
                     f"a clock never runs backwards: {moment.isoformat()} < {self._now.isoformat()}"
                 )
             self._now = moment
@@ -94,7 +99,7 @@ class ManualClock(Clock):
         """Move forward by the given amount and return the new time."""
         step = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
         if step < timedelta(0):
-            raise ValueError("a clock never runs backwards")
+            raise InvalidArgument("a clock never runs backwards")
         with self._lock:
             self._now = self._now + step
             return self._now

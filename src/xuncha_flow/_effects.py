@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from ._definition import Definition
-from ._errors import IntegrityError
+from ._errors import LogCorrupted
 from ._events import Event
 from ._model import (
     Deadline,
@@ -435,11 +435,11 @@ def current(state: RoundState, kind: str, subject: str) -> Any:
 
 
 def apply_event(state: RoundState, event: Event, definitions: Mapping[str, Definition]) -> None:
-    """Fold ``event`` into ``state``. Raises :class:`IntegrityError` when the event
+    """Fold ``event`` into ``state``. Raises :class:`LogCorrupted` when the event
     does not fit the state (wrong version, broken link, wrong source state)."""
 
-    def bad(message: str) -> IntegrityError:
-        return IntegrityError(message, stream=state.stream, version=event.version)
+    def bad(message: str) -> LogCorrupted:
+        return LogCorrupted(message, stream=state.stream, version=event.version)
 
     if event.stream != state.stream or event.version != state.version + 1:
         raise bad(

@@ -29,11 +29,12 @@ from ._errors import (
     AlreadyExists,
     ConcurrencyConflict,
     GuardRejected,
-    IntegrityError,
     InvalidCommand,
+    LogCorrupted,
     NotFound,
     PermissionDenied,
     TransitionNotAllowed,
+    UnknownProcess,
 )
 from ._events import Event, genesis_hash, seal
 from ._hooks import AfterContext, BeforeContext, Hooks
@@ -317,14 +318,14 @@ class Engine:
         try:
             state = state_from_json(snap.body)
             process = self._process_for(state)
-        except (ValueError, KeyError, TypeError, IntegrityError):
+        except (ValueError, KeyError, TypeError, LogCorrupted, UnknownProcess):
             return None
         if state.stream != stream or state.version != snap.version or state.head != snap.head:
             return None
         definitions = process.definitions
         for event in events:
             if event.computed_hash() != event.hash:
-                raise IntegrityError(
+                raise LogCorrupted(
                     f"event {event.id} does not match its hash",
                     stream=stream,
                     version=event.version,
@@ -395,10 +396,11 @@ class Engine:
         for process in self._processes.values():
             if process.version_ids == pinned:
                 return process
-        raise IntegrityError(
+        raise UnknownProcess(
             f"round {state.stream!r} was opened with definitions {pinned}, which this engine "
             "does not know: pass that process in Engine(processes=...)",
             stream=state.stream,
+            pinned=pinned,
         )
 
     @contextmanager
@@ -557,7 +559,7 @@ class Engine:
             try:
                 with self._lock(stream):
                     self._fresh(stream)
-            except IntegrityError as exc:
+            except (LogCorrupted, UnknownProcess) as exc:
                 _LOG.error("round %s cannot be loaded for a sweep: %s", stream, exc)
                 failed.append((stream, str(exc)))
                 self._states.pop(stream, None)
@@ -950,7 +952,7 @@ class Engine:
 def replay(stream: str, events: Iterable[Event], processes: Iterable[Process]) -> RoundState:
     """Fold ``events`` into a fresh state without running guards.
 
-    Raises :class:`IntegrityError` at the first event that does not fit (wrong
+    Raises :class:`LogCorrupted` at the first event that does not fit (wrong
     version, broken hash link, impossible transition, unknown definition).
     """
     known = list(processes)
@@ -965,21 +967,22 @@ def replay(stream: str, events: Iterable[Event], processes: Iterable[Process]) -
                 (p for p in known if p.definitions["round"].version_id == event.definition), None
             )
             if process is None:
-                raise IntegrityError(
-                    f"round {stream!r} was opened with unknown definition {event.definition!r}",
+                raise UnknownProcess(
+                    f"round {stream!r} was opened with unknown definition {event.definition!r}"
+                    ": pass the process it was opened under in Engine(processes=...)",
                     stream=stream,
-                    version=event.version,
+                    pinned=pinned if isinstance(pinned, dict) else None,
                 )
             definitions = process.definitions
         if event.definition != definitions[event.kind].version_id:
-            raise IntegrityError(
+            raise LogCorrupted(
                 f"event {event.id} was made under {event.definition!r}, not the round's "
                 f"{definitions[event.kind].version_id!r}",
                 stream=stream,
                 version=event.version,
             )
         if event.computed_hash() != event.hash:
-            raise IntegrityError(
+            raise LogCorrupted(
                 f"event {event.id} does not match its hash", stream=stream, version=event.version
             )
         apply_event(state, event, definitions)

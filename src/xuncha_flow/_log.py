@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from ._errors import ConcurrencyConflict, IntegrityError
+from ._errors import ConcurrencyConflict, LogCorrupted
 from ._events import ChainReport, Event, genesis_hash, verify_chain
 
 __all__ = ["EventLog", "InMemoryEventLog", "LogReport"]
@@ -116,14 +116,14 @@ def check_batch(stream: str, expected_version: int, head: str, events: Sequence[
     prev = head
     for offset, event in enumerate(events, start=1):
         if event.stream != stream or event.version != expected_version + offset:
-            raise IntegrityError(
+            raise LogCorrupted(
                 f"event {event.id} is version {event.version} of {event.stream!r}, expected "
                 f"{expected_version + offset} of {stream!r}",
                 stream=stream,
                 version=event.version,
             )
         if event.prev_hash != prev:
-            raise IntegrityError(
+            raise LogCorrupted(
                 f"event {event.id} does not link to the stream head",
                 stream=stream,
                 version=event.version,

@@ -34,7 +34,7 @@ from xuncha_flow import (
     Event,
     EventLog,
     Hooks,
-    IntegrityError,
+    LogCorrupted,
     Process,
     Role,
     replay,
@@ -368,7 +368,7 @@ class StoreContract:
             batch = make_events("R-2", 1, prev=head[-1].hash)
         else:
             batch = make_events("R-1", 1, after=3, prev=head[-1].hash, command="n")
-        with pytest.raises(IntegrityError):
+        with pytest.raises(LogCorrupted):
             store.append(stream, expected, batch)
         assert list(store.read("R-1")) == head
         assert store.version("R-2") == 0
@@ -660,7 +660,7 @@ class SqlContract(StoreContract):
         assert [r.stream for r in report.streams if not r.ok] == ["T"]
 
     def _unreadable(self, store: EventLog, version: int) -> None:
-        with pytest.raises(IntegrityError) as err:
+        with pytest.raises(LogCorrupted) as err:
             list(store.read("T"))
         assert (err.value.stream, err.value.version) == ("T", version)
 
@@ -791,7 +791,7 @@ class SqlContract(StoreContract):
         open_round(engine, "R-1")
         record_item(engine, "R-1", "U-1", "P-1", "cmd-1")
         raw("UPDATE {events} SET body = REPLACE(body, 'P-1', 'P-9') WHERE version = 6")
-        with pytest.raises(IntegrityError) as err:
+        with pytest.raises(LogCorrupted) as err:
             engine_on(open_store(), "B").state("R-1")
         assert (err.value.stream, err.value.version) == ("R-1", 6)
 
@@ -909,7 +909,7 @@ class SqlContract(StoreContract):
                 )
             )
             conn.execute(tables.events.insert(), [SqlEventLog._row(e) for e in events])
-        with pytest.raises(IntegrityError, match="version 1"):
+        with pytest.raises(LogCorrupted, match="version 1"):
             SqlEventLog(db, create=False, **options)
         index = f"{tables.prefix}events_command_id"
         assert index not in _indexes(db, tables)
@@ -962,13 +962,13 @@ class SqlContract(StoreContract):
     ) -> None:
         with db.begin() as conn:
             conn.execute(tables.versions.insert().values(version=99, description="future"))
-        with pytest.raises(IntegrityError, match="99"):
+        with pytest.raises(LogCorrupted, match="99"):
             SqlEventLog(db, **options)
 
     def test_without_create_an_empty_database_is_refused(
         self, db: sa.Engine, options: dict[str, Any]
     ) -> None:
-        with pytest.raises(IntegrityError, match="version 0"):
+        with pytest.raises(LogCorrupted, match="version 0"):
             SqlEventLog(db, create=False, **options)
 
     # -- due index, snapshots and fired rungs in the database --------------------------

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from .._errors import IntegrityError
+from .._errors import LogCorrupted
 from ._projections import Projector
 from ._schema import MIGRATIONS, SCHEMA_VERSION, Tables, current_version, upgrade
 
@@ -116,7 +116,7 @@ class SqlBase:
                 if have > SCHEMA_VERSION
                 else "open it with create=True to upgrade it"
             )
-            raise IntegrityError(
+            raise LogCorrupted(
                 f"the database schema is at version {have}, this xuncha_flow uses "
                 f"{SCHEMA_VERSION}: {hint}"
             )

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .._errors import IntegrityError
+from .._errors import LogCorrupted
 from .._events import Event
 from ._schema import Tables
 
@@ -443,7 +443,7 @@ class Projector:
                     try:
                         batch.append(Event.model_validate_json(body))
                     except ValidationError as exc:
-                        raise IntegrityError(
+                        raise LogCorrupted(
                             f"event {version} of {name!r} cannot be read: {exc.errors()[0]['msg']}",
                             stream=str(name),
                             version=int(version),

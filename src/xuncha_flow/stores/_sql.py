@@ -27,7 +27,7 @@ Reading. :meth:`SqlEventLog.read` reads the stream head, then pages through the
 events up to it in version order, parsing each from its stored JSON and checking
 it: readable, the row it is stored in, its hash over the exact stored bytes, its
 link to the previous event, and at the end the head. A row that fails raises
-:class:`~xuncha_flow.IntegrityError` naming stream and version — corrupted data is
+:class:`~xuncha_flow.LogCorrupted` naming stream and version — corrupted data is
 never loaded silently. :meth:`SqlEventLog.verify` runs the same checks over every
 stream and reports the first bad event of each instead of raising, plus events
 stored beyond a head or for a stream without one.
@@ -72,7 +72,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
 from .._clock import require_aware
-from .._errors import ConcurrencyConflict, IntegrityError
+from .._errors import ConcurrencyConflict, LogCorrupted
 from .._events import ChainReport, Event, canonical_json, genesis_hash
 from .._log import EventLog, LogReport, check_batch
 from ._base import BEGIN_MODES, BEGIN_OPTION, SqlBase
@@ -98,7 +98,7 @@ _KEEP: Any = object()
 _CHUNK = 500
 
 
-class _Corrupt(IntegrityError):
+class _Corrupt(LogCorrupted):
     """A stored event that fails its checks; ``event_id`` when the row has one."""
 
     def __init__(self, stream: str, version: int, event_id: str | None, problem: str) -> None:
@@ -408,7 +408,7 @@ class SqlEventLog(SqlBase, EventLog):
     def _row(event: Event) -> dict[str, Any]:
         body = _body(event)
         if _body_hash(body, event.hash) != event.hash:
-            raise IntegrityError(
+            raise LogCorrupted(
                 f"event {event.id} does not match its hash; it was not sealed or was changed",
                 stream=event.stream,
                 version=event.version,
@@ -428,7 +428,7 @@ class SqlEventLog(SqlBase, EventLog):
 
     def read(self, stream: str, after: int = 0) -> Iterator[Event]:
         """The stream's events with version > ``after``, in order, up to the stream
-        head as it was when reading began. Raises :class:`IntegrityError` at the
+        head as it was when reading began. Raises :class:`LogCorrupted` at the
         first stored event that fails its checks."""
         return self._scan(stream, max(after, 0))
 
