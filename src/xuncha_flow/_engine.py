@@ -971,7 +971,9 @@ def replay(stream: str, events: Iterable[Event], processes: Iterable[Process]) -
                     f"round {stream!r} was opened with unknown definition {event.definition!r}"
                     ": pass the process it was opened under in Engine(processes=...)",
                     stream=stream,
-                    pinned=pinned if isinstance(pinned, dict) else None,
+                    pinned={str(k): str(v) for k, v in pinned.items()}
+                    if isinstance(pinned, dict)
+                    else None,
                 )
             definitions = process.definitions
         if event.definition != definitions[event.kind].version_id:
