@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import attrs
 import pytest
 
 from helpers import ROUND, World
-from xuncha_flow import Engine, InMemoryEventLog, replay
+from xuncha_flow import Engine, HmacKey, InMemoryEventLog, replay
 from xuncha_flow._snapshots import (
     InMemorySnapshotStore,
     Snapshot,
@@ -31,9 +32,12 @@ class CountingLog(InMemoryEventLog):
         return iter(events)
 
 
+KEY = HmacKey(b"snapshot-key-of-the-test-suite-32b", key_id="test-snapshots")
+
+
 def _round(log: InMemoryEventLog, snapshots: SnapshotStore | None, every: int = 10) -> World:
     w = World(log=log)
-    w.engine.snapshots = snapshots
+    w.engine.snapshots, w.engine.snapshot_key = snapshots, KEY
     w.engine.snapshot_every = every
     w.to_feedback({"U-1": ["P-1", "P-2", "P-3"], "U-2": ["P-4"]})
     w.plan("U-1")
@@ -56,10 +60,12 @@ def test_a_long_stream_loads_from_its_snapshot_and_tail() -> None:
     live = w.state
     snap = snaps.latest(ROUND)
     assert snap is not None
-    assert snap.intact
+    assert snap.authentic(KEY)
     assert 0 < snap.version <= live.version
     assert snap.version > live.version - 10  # taken at most ``every`` events ago
-    fresh = Engine(clock=w.clock, log=log, process=w.engine.process, snapshots=snaps)
+    fresh = Engine(
+        clock=w.clock, log=log, process=w.engine.process, snapshots=snaps, snapshot_key=KEY
+    )
     log.read_events = 0
     loaded = fresh.state(ROUND)
     assert loaded == live
@@ -78,22 +84,20 @@ def test_a_damaged_or_foreign_snapshot_is_ignored(damage: str) -> None:
     live = w.state
     snap = snaps.latest(ROUND)
     assert snap is not None
-    if damage == "body":  # the digest no longer matches
-        bad = Snapshot(
-            snap.stream, snap.version, snap.head, snap.body.replace("P-1", "P-9"), snap.digest
-        )
+    if damage == "body":  # the HMAC no longer matches
+        bad = attrs.evolve(snap, body=snap.body.replace("P-1", "P-9"))
     elif damage == "head":  # not a point of this log's chain
-        bad = Snapshot(snap.stream, snap.version, "0" * 64, snap.body, snap.digest)
+        bad = attrs.evolve(snap, head="0" * 64)
     elif damage == "version":  # claims to be ahead of the log
-        bad = Snapshot(snap.stream, live.version + 5, snap.head, snap.body, snap.digest)
-    else:  # another round's state under this round's name
-        other = snap.body.replace(f'"{ROUND}"', '"R-X"')
-        bad = Snapshot(
-            snap.stream, snap.version, snap.head, other, Snapshot.of(state_from_json(other)).digest
-        )
+        bad = attrs.evolve(snap, version=live.version + 5)
+    else:  # another round's state under this round's name, with a valid HMAC
+        other = attrs.evolve(snap, body=snap.body.replace(f'"{ROUND}"', '"R-X"'))
+        bad = attrs.evolve(other, digest=KEY.mac(other.signed()))
     broken = InMemorySnapshotStore()
     broken.save(bad)
-    fresh = Engine(clock=w.clock, log=log, process=w.engine.process, snapshots=broken)
+    fresh = Engine(
+        clock=w.clock, log=log, process=w.engine.process, snapshots=broken, snapshot_key=KEY
+    )
     log.read_events = 0
     assert fresh.state(ROUND) == live
     assert log.read_events >= live.version  # replayed from the first event

@@ -11,6 +11,16 @@ from ._calendar import (
     WorkingDayCalendar,
     YearNotCovered,
 )
+from ._checkpoints import (
+    Checkpoint,
+    Checkpoints,
+    Ed25519Signer,
+    Ed25519Verifier,
+    HmacKey,
+    Signer,
+    Verifier,
+    make_checkpoints,
+)
 from ._clock import DEFAULT_TIMEZONE, Clock, ManualClock, SystemClock
 from ._commands import Command, parse_command
 from ._deadlines import Calendars, DeadlinePolicy, DeadlineRule, Duration, Ladder, Rung
@@ -43,11 +53,12 @@ from ._errors import (
     Vetoed,
     XunchaError,
 )
-from ._events import ChainReport, Event, genesis_hash, verify_chain
+from ._events import HASH_ALGORITHMS, ChainReport, Event, genesis_hash, verify_chain
 from ._figures import OutcomeFigures, UnitFigures, outcome_figures
 from ._hooks import AfterContext, BeforeContext, Hooks
-from ._log import EventLog, InMemoryEventLog, LogReport
+from ._log import DueEntry, EventLog, Finding, InMemoryEventLog, LogReport
 from ._model import RoundState
+from ._outbox import BUILTIN_TOPICS, DeliveryReport, Message
 from ._process import Process
 from ._records import (
     DeadlineRecord,
@@ -62,9 +73,12 @@ from ._records import (
 )
 from ._roles import Actor, Role, RolePolicy
 from ._schema import json_schemas
+from ._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore
 
 __all__ = [
+    "BUILTIN_TOPICS",
     "DEFAULT_TIMEZONE",
+    "HASH_ALGORITHMS",
     "SWEEPER",
     "Actor",
     "AfterContext",
@@ -75,7 +89,9 @@ __all__ = [
     "CalendarError",
     "Calendars",
     "ChainReport",
+    "Checkpoint",
     "CheckpointInvalid",
+    "Checkpoints",
     "ChinaWorkingDays",
     "Clock",
     "ClockBehind",
@@ -87,17 +103,24 @@ __all__ = [
     "DeadlineRule",
     "Definition",
     "DefinitionData",
+    "DeliveryReport",
+    "DueEntry",
     "DuplicateKey",
     "Duration",
+    "Ed25519Signer",
+    "Ed25519Verifier",
     "Engine",
     "Event",
     "EventLog",
     "EventSpec",
+    "Finding",
     "GuardRejected",
+    "HmacKey",
     "HolidaySchedule",
     "HookFailed",
     "Hooks",
     "InMemoryEventLog",
+    "InMemorySnapshotStore",
     "InvalidArgument",
     "InvalidCommand",
     "InvalidDefinition",
@@ -109,6 +132,7 @@ __all__ = [
     "LogReport",
     "ManualClock",
     "MeasureRecord",
+    "Message",
     "Months",
     "NotFound",
     "OutcomeFigures",
@@ -126,6 +150,9 @@ __all__ = [
     "ScheduleError",
     "SchemaMismatch",
     "SeparationOfDuties",
+    "Signer",
+    "Snapshot",
+    "SnapshotStore",
     "StateSpec",
     "StoreError",
     "SweepReport",
@@ -135,12 +162,14 @@ __all__ = [
     "UnitFigures",
     "UnitRecord",
     "UnknownProcess",
+    "Verifier",
     "Vetoed",
     "WorkingDayCalendar",
     "XunchaError",
     "YearNotCovered",
     "genesis_hash",
     "json_schemas",
+    "make_checkpoints",
     "mermaid",
     "outcome_figures",
     "parse_command",

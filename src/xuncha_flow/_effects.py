@@ -496,6 +496,7 @@ def apply_event(state: RoundState, event: Event, definitions: Mapping[str, Defin
     state.note_command(event.command_id, (span[0] if span else event.version, event.version))
     state.set("version", event.version)
     state.set("head", event.hash)
+    state.set("at", event.timestamp)
 
 
 # -- follow-ups ----------------------------------------------------------------------

@@ -21,14 +21,17 @@ import attrs
 from pydantic import BaseModel, ValidationError
 
 from ._agenda import Agenda, AgendaKey
+from ._checkpoints import Checkpoints, HmacKey
 from ._clock import Clock, require_aware
 from ._commands import Command, SubjectKind, parse_command
 from ._definition import Definition
 from ._effects import apply_event, current, follow_ups
 from ._errors import (
     AlreadyExists,
+    ClockBehind,
     ConcurrencyConflict,
     GuardRejected,
+    InvalidArgument,
     InvalidCommand,
     LogCorrupted,
     NotFound,
@@ -36,10 +39,11 @@ from ._errors import (
     TransitionNotAllowed,
     UnknownProcess,
 )
-from ._events import Event, genesis_hash, seal
+from ._events import DEFAULT_HASH, Event, genesis_hash, seal
 from ._hooks import AfterContext, BeforeContext, Hooks
-from ._log import EventLog, InMemoryEventLog
+from ._log import EventLog, InMemoryEventLog, LogReport
 from ._model import Deadline, RoundState
+from ._outbox import DeliveryReport, Message, builtin_messages, deliver
 from ._payloads import Empty
 from ._process import Process
 from ._roles import Actor, Role
@@ -57,6 +61,7 @@ from ._timekeeping import (
     weekly_checks,
     window_violations,
 )
+from ._verify import verify_rounds
 
 __all__ = ["SWEEPER", "Engine", "Plan", "SweepReport", "replay"]
 
@@ -137,8 +142,12 @@ class Engine:
     ``clock`` stamps every event (the engine never reads the wall clock);
     ``process`` is the process new rounds are opened with; ``processes`` are older
     versions still needed to load rounds opened under them; ``ids`` makes event ids
-    (random UUIDs by default). Safe to share between threads: commands on one round
-    are serialised, commands on different rounds run in parallel.
+    (random UUIDs by default). ``snapshots`` keeps a snapshot of each round every
+    ``snapshot_every`` events, authenticated with ``snapshot_key``; ``worker`` and
+    ``lease`` name this engine and how long it holds a round (for a sweep) or an
+    outbox message (for a delivery) on a shared log. Safe to share between threads:
+    commands on one round are serialised, commands on different rounds run in
+    parallel.
     """
 
     def __init__(
@@ -151,19 +160,28 @@ class Engine:
         hooks: Hooks | None = None,
         ids: Callable[[], str] | None = None,
         snapshots: SnapshotStore | None = None,
+        snapshot_key: HmacKey | None = None,
         snapshot_every: int = 500,
         worker: str | None = None,
         lease: timedelta = timedelta(minutes=5),
     ) -> None:
         if snapshot_every < 1:
-            raise ValueError("snapshot_every must be at least 1")
+            raise InvalidArgument("snapshot_every must be at least 1")
+        if snapshots is not None and snapshot_key is None:
+            raise InvalidArgument(
+                "snapshots need a key (snapshot_key=HmacKey(...)): a snapshot is the state "
+                "the next command is decided on, so it is used only when its HMAC verifies"
+            )
         self.clock = clock
         self.snapshots = snapshots
+        self.snapshot_key = snapshot_key
         self.snapshot_every = snapshot_every
         self.worker = worker or f"engine-{uuid.uuid4().hex[:12]}"
         """This engine's name in sweep leases on a shared log."""
         self.lease = lease
         self.log: EventLog = log if log is not None else InMemoryEventLog()
+        self.hash_algorithm = self.log.hash_algorithm
+        """The hash the log chains events with: the engine seals its events with it."""
         self.process = process if process is not None else Process.standard()
         self.hooks = hooks if hooks is not None else Hooks()
         self._ids = ids if ids is not None else (lambda: uuid.uuid4().hex)
@@ -281,12 +299,74 @@ class Engine:
 
     def replay(self, round_id: str) -> RoundState:
         """Rebuild the round from its log alone, without running guards."""
-        return replay(round_id, self.log.read(round_id), self._processes.values())
+        return replay(
+            round_id,
+            self.log.read(round_id),
+            self._processes.values(),
+            hash_algorithm=self.hash_algorithm,
+        )
+
+    def verify(
+        self, round_id: str | None = None, *, checkpoints: Checkpoints | None = None
+    ) -> LogReport:
+        """Check everything this engine's log and caches claim about one round or all:
+        the log's own checks (:meth:`EventLog.verify`, with ``checkpoints`` if given),
+        then, for each round whose chain holds, that its events replay, that its
+        snapshot (if any) equals the replay of its events up to its version and
+        verifies with the snapshot key, and that the due index does not hide
+        anything due. Findings name the round and, where there is one, the version."""
+        return verify_rounds(self, round_id, checkpoints)
+
+    def rebuild_indexes(self) -> int:
+        """Rebuild what the log derives from its events (the fired-rung keys and
+        projections of a SQL log) and reset every round's due time from its replayed
+        state; return the number of rounds reset. For repairing a database after
+        :meth:`verify` reported index findings."""
+        self.log.rebuild_index()
+        now = self._now()
+        count = 0
+        for stream in self.log.streams():
+            with self._lock(stream):
+                self._states.pop(stream, None)
+                state = self._fresh(stream)
+                if state.round is None:
+                    continue
+                self._due_index.pop(stream, None)
+                self.log.reset_due(stream, self._due(state, self._process_for(state), now))
+                count += 1
+        return count
+
+    def deliver(
+        self,
+        send: Callable[[Message], object],
+        *,
+        at: datetime | None = None,
+        limit: int | None = None,
+    ) -> DeliveryReport:
+        """Deliver what the outbox holds: lease up to ``limit`` undelivered messages
+        to this engine's worker, call ``send(message)`` for each, and mark it
+        delivered when ``send`` returns; when it raises, the error is kept and the
+        message is retried after a back-off (:func:`backoff`). At least once: a
+        worker that dies before marking leaves the message to be sent again once
+        its lease lapses, so ``send`` uses ``message.key`` to drop repeats. Several
+        workers may deliver from one log at once (on PostgreSQL they skip each
+        other's rows)."""
+        now = self._now()
+        when = now if at is None else require_aware(at, "at")
+        if when > now:
+            raise InvalidArgument(f"a delivery cannot look ahead of the clock ({when} > {now})")
+        return deliver(self.log, send, at=when, worker=self.worker, lease=self.lease, limit=limit)
 
     def forget(self, round_id: str) -> None:
         """Drop the cached state of a round; the next use reloads it from the log."""
         with self._lock(round_id):
             self._states.pop(round_id, None)
+
+    @property
+    def processes(self) -> tuple[Process, ...]:
+        """Every process this engine loads rounds of: those given in ``processes``
+        and the current one."""
+        return tuple(self._processes.values())
 
     def process_of(self, round_id: str) -> Process:
         """The process version the round was opened with."""
@@ -309,7 +389,13 @@ class Engine:
         if self.snapshots is None:
             return None
         snap = self.snapshots.latest(stream)
-        if snap is None or not snap.intact or snap.version > self.log.version(stream):
+        key = self.snapshot_key
+        if (
+            snap is None
+            or key is None
+            or not snap.authentic(key)
+            or snap.version > self.log.version(stream)
+        ):
             return None
         events = iter(self.log.read(stream, snap.version - 1))  # the snapshot's event, the tail
         at = next(events, None)
@@ -324,7 +410,7 @@ class Engine:
             return None
         definitions = process.definitions
         for event in events:
-            if event.computed_hash() != event.hash:
+            if event.computed_hash(self.hash_algorithm) != event.hash:
                 raise LogCorrupted(
                     f"event {event.id} does not match its hash",
                     stream=stream,
@@ -337,13 +423,13 @@ class Engine:
         """Save a snapshot when the round has grown by ``snapshot_every`` events since
         the last one. A snapshot is a cache: failing to save one is logged, not raised
         (the command has been recorded)."""
-        if self.snapshots is None:
+        if self.snapshots is None or self.snapshot_key is None:
             return
         last = self._snapshot_at.get(state.stream, 0)
         if state.version - last < self.snapshot_every:
             return
         try:
-            self.snapshots.save(Snapshot.of(state))
+            self.snapshots.save(Snapshot.of(state, self.snapshot_key))
             self._snapshot_at[state.stream] = state.version
         except Exception:
             _LOG.warning("could not save a snapshot of round %s", state.stream, exc_info=True)
@@ -383,7 +469,12 @@ class Engine:
             self._due_index.pop(stream, None)
             state = self._from_snapshot(stream)
             if state is None:
-                state = replay(stream, self.log.read(stream), self._processes.values())
+                state = replay(
+                    stream,
+                    self.log.read(stream),
+                    self._processes.values(),
+                    hash_algorithm=self.hash_algorithm,
+                )
             self._states[stream] = state
             if state.round is not None:
                 self._schedule(state, self._process_for(state), None)
@@ -431,6 +522,7 @@ class Engine:
             return self._replayed(state, cmd)
         process = self._process_for(state)
         now = self._now()
+        _not_behind(state, now)
         plan = self._decide(state, process, cmd, now)
         self.hooks.run_before(BeforeContext(cmd, state, plan.type, plan.from_state, plan.to_state))
         return self._unit_of_work(
@@ -455,8 +547,10 @@ class Engine:
         state.begin()
         try:
             events = tuple(produce())
-            self.hooks.run_after(AfterContext(cmd, events, state))
-            self.log.record(state.stream, expected, events, due=due(events))
+            after = AfterContext(cmd, events, state)
+            self.hooks.run_after(after)
+            messages = [*builtin_messages(events), *self.hooks.messages(after)]
+            self.log.record(state.stream, expected, events, due=due(events), messages=messages)
         except ConcurrencyConflict:
             state.rollback()
             self._states.pop(state.stream, None)  # stale: reload on next use
@@ -579,6 +673,19 @@ class Engine:
                 recorded += self._sweep_with_retries(
                     stream, keys, at, now, who, stream in left, select
                 )
+            except ClockBehind as exc:
+                # this worker's clock lags the round's last event: leave the round to
+                # a worker whose clock does not (it stays due), sweep the others
+                _LOG.error("round %s is not swept: %s", stream, exc)
+                failed.append((stream, str(exc)))
+                for when, s, key in taken:
+                    if s == stream:
+                        self.agenda.push(when, s, key)
+                if claimed is not None and stream in mine:
+                    self.log.release(stream, due=at, worker=self.worker)
+                    claimed.remove(stream)
+                done.add(stream)
+                continue
             except BaseException:
                 # put back what this round and the rounds not swept yet had taken
                 for when, s, key in taken:
@@ -656,6 +763,7 @@ class Engine:
                     pending += weekly_checks(state, at, policy)
             events: tuple[Event, ...] = ()
             if pending:
+                _not_behind(state, now)
                 cmd = Command(
                     command_id=self._ids(),
                     round_id=stream,
@@ -943,20 +1051,29 @@ class Engine:
                 "automatic": automatic,
                 "definition": definition.version_id,
                 "prev_hash": state.head,
-            }
+            },
+            self.hash_algorithm,
         )
         apply_event(state, event, process.definitions)
         return event
 
 
-def replay(stream: str, events: Iterable[Event], processes: Iterable[Process]) -> RoundState:
-    """Fold ``events`` into a fresh state without running guards.
+def replay(
+    stream: str,
+    events: Iterable[Event],
+    processes: Iterable[Process],
+    *,
+    hash_algorithm: str = DEFAULT_HASH,
+) -> RoundState:
+    """Fold ``events`` into a fresh state without running guards; ``hash_algorithm``
+    is the hash of the log they come from.
 
     Raises :class:`LogCorrupted` at the first event that does not fit (wrong
-    version, broken hash link, impossible transition, unknown definition).
+    version, broken hash link, impossible transition, unknown definition), and
+    :class:`UnknownProcess` when the round was opened under none of ``processes``.
     """
     known = list(processes)
-    state = RoundState(stream, genesis_hash(stream))
+    state = RoundState(stream, genesis_hash(stream, hash_algorithm))
     definitions: Mapping[str, Definition] | None = None
     for event in events:
         if definitions is None:
@@ -983,9 +1100,15 @@ def replay(stream: str, events: Iterable[Event], processes: Iterable[Process]) -
                 stream=stream,
                 version=event.version,
             )
-        if event.computed_hash() != event.hash:
+        if event.computed_hash(hash_algorithm) != event.hash:
             raise LogCorrupted(
                 f"event {event.id} does not match its hash", stream=stream, version=event.version
             )
         apply_event(state, event, definitions)
     return state
+
+
+def _not_behind(state: RoundState, now: datetime) -> None:
+    """Refuse to stamp an event earlier than the round's last one."""
+    if state.at is not None and now < state.at:
+        raise ClockBehind(state.stream, now, state.at)

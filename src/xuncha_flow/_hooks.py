@@ -14,9 +14,19 @@ The order, for every command (tested in ``tests/test_hooks.py``):
 5. **after hooks** run, in registration order, with all the command's events and
    the new state, inside the command's unit of work: if one raises, the state is
    rolled back and nothing is written;
-6. the events are appended to the log in one atomic append; a
-   :class:`~xuncha_flow.ConcurrencyConflict` also rolls the state back;
-7. the events are returned.
+6. **notifiers** (:meth:`Hooks.notify`) make the command's outbox messages, besides
+   the ladder's own (:mod:`xuncha_flow._outbox`); they only build messages and send
+   nothing;
+7. the events, the round's next due time and the messages are recorded in one
+   atomic step; a :class:`~xuncha_flow.ConcurrencyConflict` also rolls the state
+   back (and the messages are never seen);
+8. the events are returned; the messages are delivered later, after commit, by
+   :meth:`~xuncha_flow.Engine.deliver`.
+
+After hooks are *transactional*: they may run again when the command is retried
+(``execute(..., retries=n)``) or be undone when the append fails, so they must not do
+anything that cannot be undone — update rows in the host's own transaction, check,
+veto — and never send a letter. What must leave the system goes through the outbox.
 
 A hook registered with ``types`` runs only for commands whose events include one
 of those types (``"item.close"``, ``"unit.approve_plan"``, ...).
@@ -29,7 +39,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from ._errors import HookFailed, XunchaError
+from ._errors import HookFailed, InvalidArgument, XunchaError
+from ._outbox import BUILTIN_TOPICS, Message, Notifier, message_for
 
 if TYPE_CHECKING:
     from ._commands import Command
@@ -88,6 +99,7 @@ class Hooks:
     def __init__(self) -> None:
         self._before: list[tuple[BeforeHook, frozenset[str] | None]] = []
         self._after: list[tuple[AfterHook, frozenset[str] | None]] = []
+        self._notifiers: list[tuple[str, Notifier, frozenset[str]]] = []
 
     def before(self, fn: H, *, types: Collection[str] | None = None) -> H:
         self._before.append((fn, frozenset(types) if types is not None else None))
@@ -126,7 +138,10 @@ class Hooks:
         return fn
 
     def on_warning(self, fn: EventHook) -> EventHook:
-        """A warning rung fired (a letter or reminder to send, a failed half-time check)."""
+        """A warning rung fired (a letter or reminder is due, a half-time check
+        failed). A transactional after hook: record, check, veto; the letter itself
+        is sent from the outbox (topic ``"warning"``, :meth:`Engine.deliver
+        <xuncha_flow.Engine.deliver>`)."""
         return self.on_event(fn, types=_ESCALATE, where=_rung("warning"))
 
     def on_overdue(self, fn: EventHook) -> EventHook:
@@ -145,6 +160,40 @@ class Hooks:
         """The leading group confirmed or dismissed a recommendation."""
         return self.on_event(fn, types={"recommendation.confirm", "recommendation.dismiss"})
 
+    def notify(self, topic: str, fn: Notifier, *, types: Collection[str]) -> Notifier:
+        """Register a notifier: for each event of a command whose type is in
+        ``types``, ``fn(event, ctx)`` returns the body of a message on ``topic``
+        (JSON values) or None. The message is written to the outbox with the events
+        and delivered after commit (:meth:`~xuncha_flow.Engine.deliver`), keyed by
+        event id and topic. ``fn`` runs inside the unit of work and must send
+        nothing; if it raises, the command is rolled back (:class:`HookFailed`)."""
+        if not topic or topic in BUILTIN_TOPICS or len(topic) > 100:
+            raise InvalidArgument(
+                f"a notifier's topic is a name of at most 100 characters other than the "
+                f"engine's own ({', '.join(BUILTIN_TOPICS)}), not {topic!r}"
+            )
+        self._notifiers.append((topic, fn, frozenset(types)))
+        return fn
+
+    def messages(self, ctx: AfterContext) -> list[Message]:
+        """The outbox messages the registered notifiers make for ``ctx.events``."""
+        out = []
+        for event in ctx.events:
+            for topic, fn, types in self._notifiers:
+                if event.type not in types:
+                    continue
+                try:
+                    body = fn(event, ctx)
+                except XunchaError:
+                    raise
+                except Exception as exc:
+                    raise HookFailed(
+                        hook=_name(fn), phase="notify", message=f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                if body is not None:
+                    out.append(message_for(event, topic, body))
+        return out
+
     def run_before(self, ctx: BeforeContext) -> None:
         for fn, types in self._before:
             if types is None or ctx.type in types:
@@ -157,7 +206,7 @@ class Hooks:
                 _call(fn, ctx, "after")
 
     def __len__(self) -> int:
-        return len(self._before) + len(self._after)
+        return len(self._before) + len(self._after) + len(self._notifiers)
 
 
 def _call(fn: Callable[[Any], Any], ctx: Any, phase: str) -> None:

@@ -272,6 +272,7 @@ class RoundState:
 
     __slots__ = (
         "_journal",
+        "at",
         "commands",
         "deadlines",
         "head",
@@ -289,6 +290,8 @@ class RoundState:
         self.stream = stream
         self.version = 0
         self.head = head
+        self.at: datetime | None = None
+        """The time of the last applied event (None before the first)."""
         self.round: Round | None = None
         self.units: dict[str, Unit] = {}
         self.items: dict[str, Item] = {}
@@ -335,7 +338,7 @@ class RoundState:
         self._note(mapping, record.id, mapping.get(record.id, _MISSING))
         mapping[record.id] = record
 
-    def set(self, name: Literal["round", "version", "head"], value: Any) -> None:
+    def set(self, name: Literal["round", "version", "head", "at"], value: Any) -> None:
         self._note(self, name, getattr(self, name))
         setattr(self, name, value)
 
@@ -361,6 +364,7 @@ class RoundState:
             self.stream,
             self.version,
             self.head,
+            self.at,
             self.round,
             self.units,
             self.items,

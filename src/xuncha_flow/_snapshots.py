@@ -2,10 +2,18 @@
 snapshot and the events after it instead of the whole stream.
 
 A snapshot is a cache, never the record: the event log stays the source of truth.
-It carries the version and hash of the last event it covers; the engine uses it
-only when the log's event at that version has that hash and the body matches its
-digest, and otherwise replays from the first event. :meth:`Engine.replay
-<xuncha_flow.Engine.replay>` and ``verify`` never use snapshots.
+But a loaded snapshot *is* the state the next command is decided on, so whoever can
+edit a snapshot could edit around the rules (change a unit's organization, and that
+unit's own office could verify its items). So a snapshot is bound to the chain and
+authenticated: it carries the version and head hash of the last event it covers and
+an HMAC, under the host's key (:class:`~xuncha_flow.HmacKey`), over stream, version,
+head and body. The engine uses a snapshot only when its HMAC verifies with its key
+and the log's event at that version has that hash; otherwise it replays from the
+first event. A snapshot without a valid HMAC (edited, written under another key, or
+from an older version) costs a replay, never correctness. :meth:`Engine.replay
+<xuncha_flow.Engine.replay>` never uses snapshots, and :meth:`Engine.verify
+<xuncha_flow.Engine.verify>` replays each stream and reports a snapshot that does not
+equal the replay of its events, naming the stream and version.
 
 The body is JSON (the round's records as :mod:`xuncha_flow` records, plus the
 applied command ids), readable and diffable, never pickled code.
@@ -13,7 +21,7 @@ applied command ids), readable and diffable, never pickled code.
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import json
 import threading
 from abc import ABC, abstractmethod
@@ -24,6 +32,8 @@ from typing import Any, Union, get_args, get_origin
 
 import attrs
 
+from ._checkpoints import HmacKey
+from ._events import canonical_json
 from ._model import (
     Deadline,
     Item,
@@ -45,31 +55,44 @@ __all__ = [
     "state_to_json",
 ]
 
-FORMAT = 1
+FORMAT = 2
 
 
 @attrs.frozen
 class Snapshot:
-    """A round's state after event ``version`` (whose hash is ``head``)."""
+    """A round's state after event ``version`` (whose hash is ``head``), with the
+    HMAC (``digest``, hex) under the key named ``key_id``."""
 
     stream: str
     version: int
     head: str
-    body: str
+    body: str = attrs.field(repr=False)
     digest: str = ""
+    key_id: str | None = None
 
     @classmethod
-    def of(cls, state: RoundState) -> Snapshot:
+    def of(cls, state: RoundState, key: HmacKey) -> Snapshot:
         body = state_to_json(state)
-        return cls(state.stream, state.version, state.head, body, _digest(body))
+        draft = cls(state.stream, state.version, state.head, body, "", key.key_id)
+        return attrs.evolve(draft, digest=key.mac(draft.signed()))
 
-    @property
-    def intact(self) -> bool:
-        return self.digest == _digest(self.body)
+    def signed(self) -> bytes:
+        """The bytes the HMAC covers: stream, version, head and body."""
+        return canonical_json(
+            {
+                "format": FORMAT,
+                "stream": self.stream,
+                "version": self.version,
+                "head": self.head,
+                "body": self.body,
+            }
+        )
 
-
-def _digest(body: str) -> str:
-    return hashlib.sha256(body.encode()).hexdigest()
+    def authentic(self, key: HmacKey) -> bool:
+        """Whether this snapshot was written under ``key`` and not changed since."""
+        return self.key_id == key.key_id and hmac.compare_digest(
+            self.digest, key.mac(self.signed())
+        )
 
 
 class SnapshotStore(ABC):
@@ -105,6 +128,7 @@ def state_to_json(state: RoundState) -> str:
     """The round's state as canonical JSON."""
     data = {
         "format": FORMAT,
+        "at": state.at.isoformat() if state.at is not None else None,
         "stream": state.stream,
         "records": snapshot(state).model_dump(mode="json"),
         "commands": {k: list(v) for k, v in state.commands.items()},
@@ -120,6 +144,7 @@ def state_from_json(body: str) -> RoundState:
     records = data["records"]
     state = RoundState(str(data["stream"]), str(records["head"]))
     state.version = int(records["version"])
+    state.at = datetime.fromisoformat(data["at"]) if data.get("at") else None
     round_data = dict(records["round"])
     round_data["definitions"] = sorted(round_data["definitions"].items())
     state.round = _build(Round, round_data)

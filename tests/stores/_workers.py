@@ -57,8 +57,8 @@ class CountingLog(EventLog):
     def version(self, stream: str) -> int:
         return self.inner.version(stream)
 
-    def verify(self, stream: str | None = None) -> LogReport:
-        return self.inner.verify(stream)
+    def verify(self, stream: str | None = None, *, checkpoints: Any = None) -> LogReport:
+        return self.inner.verify(stream, checkpoints=checkpoints)
 
 
 def record_items(

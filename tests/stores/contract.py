@@ -33,6 +33,7 @@ from xuncha_flow import (
     Engine,
     Event,
     EventLog,
+    HmacKey,
     Hooks,
     LogCorrupted,
     Process,
@@ -41,12 +42,15 @@ from xuncha_flow import (
 )
 from xuncha_flow._events import genesis_hash, seal
 from xuncha_flow._log import LogReport
+from xuncha_flow._outbox import Message
 from xuncha_flow._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore
 from xuncha_flow.stores import SCHEMA_VERSION, SqlEventLog, SqlSnapshotStore
 from xuncha_flow.stores._schema import Tables, upgrade
 from xuncha_flow.testing import Cast, ManualClock, RoundDriver
 
 START = datetime(2026, 3, 2, 9, tzinfo=DEFAULT_TIMEZONE)
+KEY = HmacKey(b"snapshot-key-of-the-test-suite-32b", key_id="test-snapshots")
+"""The key the tests' engines authenticate snapshots with."""
 ACTOR = Actor(id="xcb-staff", role=Role.INSPECTION_OFFICE, organization="xcb")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -168,8 +172,23 @@ class ReadCounter(EventLog):
         events: Sequence[Event],
         *,
         due: datetime | None = None,
+        messages: Sequence[Message] = (),
     ) -> None:
-        self.inner.record(stream, expected_version, events, due=due)
+        self.inner.record(stream, expected_version, events, due=due, messages=messages)
+
+    def claim_messages(
+        self, at: datetime, *, worker: str, lease: timedelta, limit: int | None = None
+    ) -> list[Message]:
+        return self.inner.claim_messages(at, worker=worker, lease=lease, limit=limit)
+
+    def ack(self, key: str, *, at: datetime) -> None:
+        self.inner.ack(key, at=at)
+
+    def fail(self, key: str, *, error: str, retry_at: datetime) -> None:
+        self.inner.fail(key, error=error, retry_at=retry_at)
+
+    def messages(self, *, stream: str | None = None, pending: bool | None = None) -> list[Message]:
+        return self.inner.messages(stream=stream, pending=pending)
 
     def claim_due(
         self, at: datetime, *, worker: str, lease: timedelta, limit: int | None = None
@@ -208,13 +227,13 @@ def snapshotted_round(
     """A round of ``5 + items`` events on an engine saving a snapshot every 5
     events; the round's latest snapshot lies before its last event."""
     engine = engine_on(store)
-    engine.snapshots, engine.snapshot_every = snapshots, 5
+    engine.snapshots, engine.snapshot_key, engine.snapshot_every = snapshots, KEY, 5
     open_round(engine, "R-1")
     for k in range(items):
         record_item(engine, "R-1", "U-1", f"P-{k}", f"cmd-{k}")
     snap = snapshots.latest("R-1")
     assert snap is not None
-    assert snap.intact
+    assert snap.authentic(KEY)
     assert 0 < snap.version < engine.state("R-1").version
     return engine, snap
 
@@ -545,7 +564,9 @@ class StoreContract:
         engine, snap = snapshotted_round(open_store(), open_snapshots())
         live = engine.state("R-1")
         counting = ReadCounter(open_store())
-        fresh = Engine(clock=ManualClock(START), log=counting, snapshots=open_snapshots())
+        fresh = Engine(
+            clock=ManualClock(START), log=counting, snapshots=open_snapshots(), snapshot_key=KEY
+        )
         loaded = fresh.state("R-1")
         assert loaded == live
         # the snapshot's own event (its hash is checked) and the tail after it
@@ -560,7 +581,7 @@ class StoreContract:
     ) -> None:
         engine, snap = snapshotted_round(open_store(), open_snapshots())
         live = engine.state("R-1")
-        if damage == "body":  # the digest no longer matches
+        if damage == "body":  # the HMAC no longer matches
             bad = attrs_evolve(snap, body=snap.body.replace("P-1", "P-9"))
         elif damage == "head":  # not a point of the log's chain
             bad = attrs_evolve(snap, head="0" * 64)
@@ -569,7 +590,9 @@ class StoreContract:
         open_snapshots().save(bad)
         assert open_snapshots().latest("R-1") == bad
         counting = ReadCounter(open_store())
-        fresh = Engine(clock=ManualClock(START), log=counting, snapshots=open_snapshots())
+        fresh = Engine(
+            clock=ManualClock(START), log=counting, snapshots=open_snapshots(), snapshot_key=KEY
+        )
         assert fresh.state("R-1") == live
         assert counting.events_read >= live.version  # replayed from the first event
 
@@ -1035,16 +1058,18 @@ class SqlContract(StoreContract):
         ):
             raw(statement, d=hashlib.sha256(b"{not json").hexdigest())
             counting = ReadCounter(open_store())
-            fresh = Engine(clock=ManualClock(START), log=counting, snapshots=open_snapshots())
+            fresh = Engine(
+                clock=ManualClock(START), log=counting, snapshots=open_snapshots(), snapshot_key=KEY
+            )
             assert fresh.state("R-1") == live
             assert counting.events_read >= live.version
         # the engine's next snapshot replaces the damaged row
-        engine.snapshots = open_snapshots()
+        engine.snapshots, engine.snapshot_key = open_snapshots(), KEY
         for k in range(5):
             record_item(engine, "R-1", "U-1", f"P-more-{k}", f"cmd-more-{k}")
         fixed = open_snapshots().latest("R-1")
         assert fixed is not None
-        assert fixed.intact
+        assert fixed.authentic(KEY)
         assert fixed.version > snap.version
 
     def test_a_snapshot_saved_in_a_host_transaction_rolls_back_with_it(

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 import sqlalchemy as sa
 
-from .._errors import LogCorrupted
+from .._errors import InvalidArgument, SchemaMismatch
 from ._projections import Projector
 from ._schema import MIGRATIONS, SCHEMA_VERSION, Tables, current_version, upgrade
 
@@ -59,7 +59,7 @@ class SqlBase:
         else:
             raise TypeError(f"bind must be a SQLAlchemy Engine or Connection, not {bind!r}")
         if page_size < 1:
-            raise ValueError("page_size must be at least 1")
+            raise InvalidArgument("page_size must be at least 1")
         self.tables = Tables.build(prefix, schema)
         self.page_size = page_size
         self.dialect: str = bind.dialect.name
@@ -116,7 +116,7 @@ class SqlBase:
                 if have > SCHEMA_VERSION
                 else "open it with create=True to upgrade it"
             )
-            raise LogCorrupted(
+            raise SchemaMismatch(
                 f"the database schema is at version {have}, this xuncha_flow uses "
                 f"{SCHEMA_VERSION}: {hint}"
             )

@@ -24,13 +24,22 @@ The log (the record):
 ``<prefix>rungs``
     one row per ladder rung recorded (``deadline.escalate``), primary key
     ``(stream, deadline, rung, generation)``: the database refuses a rung twice.
+``<prefix>outbox`` (version 6)
+    the transactional outbox: one row per notification (its idempotency ``key``
+    the primary key), written in the transaction of the events that made it, with
+    its delivery state (``available_at``, ``attempts``, ``last_error``,
+    ``delivered_at``) and lease (``lease_worker``, ``lease_until``).
+``<prefix>meta`` (version 6)
+    facts about the log as a whole, as text: ``hash_algorithm``, the hash its
+    events are chained with (``sha256`` for a log created before version 6).
 ``<prefix>schema_version``
     one row per applied migration step.
 
 Caches and views, derived from the log and never its record:
 
 ``<prefix>snapshots``
-    the newest snapshot of each stream (:class:`~xuncha_flow.stores.SqlSnapshotStore`).
+    the newest snapshot of each stream (:class:`~xuncha_flow.stores.SqlSnapshotStore`):
+    its ``digest`` is an HMAC under the key named by ``key_id`` (version 6).
 ``<prefix>units``, ``<prefix>items``, ``<prefix>measures``, ``<prefix>deadlines``
     projections for queries (``_projections.py``), written in the same
     transaction as the events and rebuildable from the log.
@@ -112,6 +121,8 @@ class Tables:
     items: sa.Table
     measures: sa.Table
     deadlines: sa.Table
+    outbox: sa.Table
+    meta: sa.Table
 
     @classmethod
     def build(cls, prefix: str = "xuncha_", schema: str | None = None) -> Tables:
@@ -126,8 +137,10 @@ class Tables:
             streams,
             versions,
             _rungs(md, prefix),
-            _snapshots(md, prefix),
+            _snapshots(md, prefix, keyed=True),
             *_views(md, prefix),
+            _outbox(md, prefix),
+            _meta(md, prefix),
         )
 
     @property
@@ -212,8 +225,9 @@ def _rungs(md: sa.MetaData, prefix: str) -> sa.Table:
     )
 
 
-def _snapshots(md: sa.MetaData, prefix: str) -> sa.Table:
-    """The newest snapshot of each stream (version 4)."""
+def _snapshots(md: sa.MetaData, prefix: str, *, keyed: bool = False) -> sa.Table:
+    """The newest snapshot of each stream (version 4; with ``keyed``, the key id of
+    its HMAC, version 6)."""
     return sa.Table(
         f"{prefix}snapshots",
         md,
@@ -222,6 +236,52 @@ def _snapshots(md: sa.MetaData, prefix: str) -> sa.Table:
         sa.Column("head", sa.String(64), nullable=False),
         sa.Column("digest", sa.String(64), nullable=False),
         sa.Column("body", sa.Text, nullable=False),
+        *((_snapshot_key(),) if keyed else ()),
+    )
+
+
+def _snapshot_key() -> sa.Column[Any]:
+    return sa.Column("key_id", sa.String(200), nullable=True)
+
+
+def _outbox(md: sa.MetaData, prefix: str) -> sa.Table:
+    """The transactional outbox (version 6)."""
+    available: sa.Column[datetime] = sa.Column("available_at", UtcDateTime(), nullable=False)
+    delivered: sa.Column[datetime] = sa.Column("delivered_at", UtcDateTime(), nullable=True)
+    return sa.Table(
+        f"{prefix}outbox",
+        md,
+        sa.Column("key", sa.String(300), primary_key=True),
+        sa.Column("stream", sa.String(200), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("topic", sa.String(100), nullable=False),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("subject", sa.String(200), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        available,
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("last_error", sa.Text, nullable=True),
+        delivered,
+        sa.Column("lease_worker", sa.String(200), nullable=True),
+        sa.Column("lease_until", UtcDateTime(), nullable=True),
+        sa.Index(
+            f"{prefix}outbox_pending",
+            available,
+            postgresql_where=delivered.is_(None),
+            sqlite_where=delivered.is_(None),
+        ),
+        sa.Index(f"{prefix}outbox_stream", "stream", "version"),
+    )
+
+
+def _meta(md: sa.MetaData, prefix: str) -> sa.Table:
+    """Facts about the log as a whole (version 6)."""
+    return sa.Table(
+        f"{prefix}meta",
+        md,
+        sa.Column("key", sa.String(100), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
     )
 
 
@@ -380,12 +440,30 @@ def _v5_projections(conn: sa.Connection, tables: Tables) -> None:
         table.create(conn)
 
 
+def _v6_outbox_meta_keyed_snapshots(conn: sa.Connection, tables: Tables) -> None:
+    # The outbox and the log's own facts; the events written so far were chained
+    # with SHA-256, the only hash before this step. Snapshots get the id of the key
+    # that authenticates them: older ones, with a bare digest, no longer count and
+    # are replaced by the next snapshot an engine writes.
+    md = sa.MetaData(schema=tables.schema)
+    _outbox(md, tables.prefix).create(conn)
+    meta = _meta(md, tables.prefix)
+    meta.create(conn)
+    conn.execute(meta.insert().values(key="hash_algorithm", value="sha256"))
+    _add_column(conn, _snapshots(md, tables.prefix), _snapshot_key())
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events and stream heads", _v1_tables),
     Migration(2, "index events by command id", _v2_command_index),
     Migration(3, "due index and sweep leases on streams; fired rungs", _v3_due_index_and_rungs),
     Migration(4, "snapshots", _v4_snapshots),
     Migration(5, "projections: units, items, measures, deadlines", _v5_projections, refold=True),
+    Migration(
+        6,
+        "transactional outbox; the log's hash algorithm; keyed snapshots",
+        _v6_outbox_meta_keyed_snapshots,
+    ),
 )
 """Every schema step, in order. Append new steps; never edit a released one."""
 

@@ -1,12 +1,12 @@
 """Snapshots in the SQL database, beside the event log.
 
 One row per stream in ``<prefix>snapshots``: the newest snapshot (version, head,
-digest and the JSON body as text). A save replaces the row only with a snapshot at
-the same or a later version, in one statement (an upsert ``ON CONFLICT ... DO
-UPDATE ... WHERE``), so two engines saving at once keep the newer. A snapshot is a
-cache: the engine checks it against the log's chain and its digest, and replays
-from the first event when it does not fit, so a damaged row costs time, never
-correctness.
+its HMAC in ``digest`` with the ``key_id`` of the key, and the JSON body as text).
+A save replaces the row only with a snapshot at the same or a later version, in one
+statement (an upsert ``ON CONFLICT ... DO UPDATE ... WHERE``), so two engines saving
+at once keep the newer. A snapshot is a cache: the engine checks it against the
+log's chain and its HMAC, and replays from the first event when it does not fit, so
+a damaged or forged row costs time, never correctness.
 """
 
 from __future__ import annotations
@@ -41,13 +41,22 @@ class SqlSnapshotStore(SqlBase, SnapshotStore):
         table = self.tables.snapshots
         p = sa.bindparam
         self._latest = sa.select(
-            table.c.stream, table.c.version, table.c.head, table.c.body, table.c.digest
+            table.c.stream,
+            table.c.version,
+            table.c.head,
+            table.c.body,
+            table.c.digest,
+            table.c.key_id,
         ).where(table.c.stream == p("n_stream"))
         self._replace = (
             sa.update(table)
             .where(table.c.stream == p("n_stream"), table.c.version <= p("n_version"))
             .values(
-                version=p("n_version"), head=p("n_head"), body=p("n_body"), digest=p("n_digest")
+                version=p("n_version"),
+                head=p("n_head"),
+                body=p("n_body"),
+                digest=p("n_digest"),
+                key_id=p("n_key_id"),
             )
         )
         self._save = self._upsert()
@@ -59,7 +68,7 @@ class SqlSnapshotStore(SqlBase, SnapshotStore):
         ins = sqlite.insert(table) if self.dialect == "sqlite" else postgresql.insert(table)
         return ins.on_conflict_do_update(
             index_elements=[table.c.stream],
-            set_={c: ins.excluded[c] for c in ("version", "head", "body", "digest")},
+            set_={c: ins.excluded[c] for c in ("version", "head", "body", "digest", "key_id")},
             where=table.c.version <= ins.excluded.version,
         )
 
@@ -71,6 +80,7 @@ class SqlSnapshotStore(SqlBase, SnapshotStore):
             "head": snap.head,
             "body": snap.body,
             "digest": snap.digest,
+            "key_id": snap.key_id,
         }
         if self._save is not None:
             with self._write() as conn:
@@ -95,6 +105,7 @@ class SqlSnapshotStore(SqlBase, SnapshotStore):
             str(found.head),
             str(found.body),
             str(found.digest),
+            None if found.key_id is None else str(found.key_id),
         )
 
     def __enter__(self) -> SqlSnapshotStore:

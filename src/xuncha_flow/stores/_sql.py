@@ -59,12 +59,13 @@ refolds them from the log.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+import attrs
 import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy import event as sa_event
@@ -72,9 +73,20 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
 from .._clock import require_aware
-from .._errors import ConcurrencyConflict, LogCorrupted
-from .._events import ChainReport, Event, canonical_json, genesis_hash
-from .._log import EventLog, LogReport, check_batch
+from .._errors import ConcurrencyConflict, InvalidArgument, LogCorrupted, SchemaMismatch
+from .._events import (
+    DEFAULT_HASH,
+    ChainReport,
+    Event,
+    anchor_problem,
+    canonical_json,
+    check_algorithm,
+    digest,
+    genesis_hash,
+    short_of_anchor,
+)
+from .._log import DueEntry, EventLog, LogReport, check_batch
+from .._outbox import Message
 from ._base import BEGIN_MODES, BEGIN_OPTION, SqlBase
 from ._projections import (
     DeadlineRow,
@@ -89,6 +101,7 @@ from ._projections import (
 from ._schema import Tables
 
 if TYPE_CHECKING:
+    from .._checkpoints import Checkpoints
     from ._snapshots import SqlSnapshotStore
 
 __all__ = ["SqlEventLog", "postgres_log", "sqlite_engine", "sqlite_log"]
@@ -112,12 +125,47 @@ def _body(event: Event) -> str:
     return canonical_json(event.model_dump(mode="json")).decode()
 
 
-def _body_hash(body: str, claimed: str) -> str:
-    """SHA-256 of a stored body without its ``hash`` member: the bytes the event's
-    hash covers. Keys are sorted and ``actor``, the only object before ``hash``,
-    has no such key, so the first ``,"hash":"<claimed>"`` is the top-level member
-    (inside JSON strings a quote is always escaped)."""
-    return hashlib.sha256(body.replace(f',"hash":"{claimed}"', "", 1).encode()).hexdigest()
+def _body_hash(body: str, claimed: str, algorithm: str) -> str:
+    """The digest of a stored body without its ``hash`` member: the bytes the
+    event's hash covers. Keys are sorted and ``actor``, the only object before
+    ``hash``, has no such key, so the first ``,"hash":"<claimed>"`` is the top-level
+    member (inside JSON strings a quote is always escaped)."""
+    return digest(body.replace(f',"hash":"{claimed}"', "", 1).encode(), algorithm)
+
+
+def _message_row(message: Message) -> dict[str, Any]:
+    return {
+        "key": message.key,
+        "stream": message.stream,
+        "version": message.version,
+        "topic": message.topic,
+        "event_type": message.event_type,
+        "subject": message.subject,
+        "body": canonical_json(dict(message.body)).decode(),
+        "created_at": message.created_at,
+        "available_at": message.created_at,
+        "attempts": message.attempts,
+        "last_error": message.last_error,
+        "delivered_at": message.delivered_at,
+        "lease_worker": None,
+        "lease_until": None,
+    }
+
+
+def _message(row: Any) -> Message:
+    return Message(
+        key=str(row.key),
+        stream=str(row.stream),
+        version=int(row.version),
+        topic=str(row.topic),
+        event_type=str(row.event_type),
+        subject=str(row.subject),
+        body=json.loads(row.body),
+        created_at=row.created_at,
+        attempts=int(row.attempts),
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+    )
 
 
 class _Statements:
@@ -186,6 +234,41 @@ class _Statements:
             .values(lease_worker=p("c_worker"), lease_until=p("c_until"))
         )
         self.rungs = tables.rungs.insert()
+        outbox = tables.outbox
+        self.post = outbox.insert()
+        self.pending = (
+            sa.select(outbox)
+            .where(
+                outbox.c.delivered_at.is_(None),
+                outbox.c.available_at <= p("o_at"),
+                sa.or_(outbox.c.lease_until.is_(None), outbox.c.lease_until <= p("o_at")),
+            )
+            .order_by(outbox.c.available_at, outbox.c.created_at, outbox.c.key)
+        )
+        self.lease_messages = (
+            sa.update(outbox)
+            .where(outbox.c.key.in_(p("o_keys", expanding=True)))
+            .values(
+                lease_worker=p("o_worker"),
+                lease_until=p("o_until"),
+                attempts=outbox.c.attempts + 1,
+            )
+        )
+        self.ack = (
+            sa.update(outbox)
+            .where(outbox.c.key == p("o_key"), outbox.c.delivered_at.is_(None))
+            .values(delivered_at=p("o_at"), lease_worker=None, lease_until=None)
+        )
+        self.fail = (
+            sa.update(outbox)
+            .where(outbox.c.key == p("o_key"), outbox.c.delivered_at.is_(None))
+            .values(
+                last_error=p("o_error"),
+                available_at=p("o_retry"),
+                lease_worker=None,
+                lease_until=None,
+            )
+        )
         self.insert = events.insert()
         self.anchor = sa.select(events.c.hash).where(
             events.c.stream == p("s_stream"), events.c.version == p("s_version")
@@ -252,9 +335,11 @@ class SqlEventLog(SqlBase, EventLog):
         page_size: int = 1000,
         owns_engine: bool = False,
         claim_limit: int | None = None,
+        hash_algorithm: str | None = None,
     ) -> None:
         if claim_limit is not None and claim_limit < 1:
-            raise ValueError("claim_limit must be at least 1")
+            raise InvalidArgument("claim_limit must be at least 1")
+        wanted = check_algorithm(hash_algorithm) if hash_algorithm is not None else None
         self.claim_limit = claim_limit
         SqlBase.__init__(
             self,
@@ -268,6 +353,36 @@ class SqlEventLog(SqlBase, EventLog):
         self._sql = _Statements(self.tables, page_size)
         self._projector = Projector(self.tables)
         self._views = Views(self.tables)
+        self._hash = self._settle_hash(wanted)
+
+    @property
+    def hash_algorithm(self) -> str:
+        """The hash this database's events are chained with, as recorded in it."""
+        return self._hash
+
+    def _settle_hash(self, wanted: str | None) -> str:
+        """The log's hash algorithm as the database records it; an empty log takes
+        ``wanted``, a log with events refuses another one."""
+        meta = self.tables.meta
+        query = sa.select(meta.c.value).where(meta.c.key == "hash_algorithm")
+        with self._read() as conn:
+            recorded = conn.execute(query).scalar()
+        have = str(recorded) if recorded is not None else DEFAULT_HASH
+        if wanted is None or wanted == have:
+            return have
+        with self._write() as conn:
+            events = conn.execute(sa.select(sa.func.count()).select_from(self.tables.events))
+            if int(events.scalar() or 0):
+                raise SchemaMismatch(
+                    f"this log's events are chained with {have!r}; it cannot be opened "
+                    f"with hash_algorithm={wanted!r}"
+                )
+            found = conn.execute(
+                sa.update(meta).where(meta.c.key == "hash_algorithm").values(value=wanted)
+            )
+            if found.rowcount == 0:
+                conn.execute(meta.insert().values(key="hash_algorithm", value=wanted))
+        return wanted
 
     # -- EventLog --------------------------------------------------------------------
     def append(self, stream: str, expected_version: int, events: Sequence[Event]) -> None:
@@ -280,16 +395,23 @@ class SqlEventLog(SqlBase, EventLog):
         events: Sequence[Event],
         *,
         due: datetime | None = None,
+        messages: Sequence[Message] = (),
     ) -> None:
         """:meth:`append` the events and, in the same transaction, set the stream's
-        next due time (None: nothing pending) and end any sweep lease on it. An empty
-        batch only checks the version and notes the due time (of an existing stream)."""
+        next due time (None: nothing pending), end any sweep lease on it and put
+        ``messages`` in the outbox. An empty batch only checks the version and notes
+        the due time (of an existing stream)."""
         if due is not None:
             require_aware(due, "due")
-        self._append(stream, expected_version, tuple(events), due)
+        self._append(stream, expected_version, tuple(events), due, tuple(messages))
 
     def _append(
-        self, stream: str, expected_version: int, batch: tuple[Event, ...], due: Any
+        self,
+        stream: str,
+        expected_version: int,
+        batch: tuple[Event, ...],
+        due: Any,
+        messages: tuple[Message, ...] = (),
     ) -> None:
         keep = due is _KEEP
         sql = self._sql
@@ -311,8 +433,8 @@ class SqlEventLog(SqlBase, EventLog):
                         raise ConcurrencyConflict(stream, expected_version, actual)
             return
         first, last = batch[0], batch[-1]
-        head = genesis_hash(stream) if expected_version == 0 else first.prev_hash
-        check_batch(stream, expected_version, head, batch)
+        head = genesis_hash(stream, self._hash) if expected_version == 0 else first.prev_hash
+        check_batch(stream, expected_version, head, batch, self._hash)
         rows = [self._row(e) for e in batch]
         rungs = rung_rows(batch)
         head_row = {"s_stream": stream, "s_version": last.version, "s_head": last.hash}
@@ -333,6 +455,8 @@ class SqlEventLog(SqlBase, EventLog):
                 conn.execute(sql.insert, rows)
                 if rungs:
                     conn.execute(sql.rungs, rungs)
+                if messages:
+                    conn.execute(sql.post, [_message_row(m) for m in messages])
                 self._projector.fold(conn, stream, batch)
         except sa_exc.IntegrityError as exc:
             raise ConcurrencyConflict(
@@ -374,8 +498,8 @@ class SqlEventLog(SqlBase, EventLog):
         with self._write() as conn:
             conn.execute(self._sql.release, {"s_stream": stream, "s_due": due, "s_worker": worker})
 
-    def due(self, stream: str) -> tuple[datetime | None, str | None, datetime | None]:
-        """The stream's due index entry: (next due time, lease holder, lease end)."""
+    def due_entry(self, stream: str) -> DueEntry | None:
+        """The stream's due index entry (None for an unknown stream)."""
         streams = self.tables.streams
         query = sa.select(streams.c.due_at, streams.c.lease_worker, streams.c.lease_until).where(
             streams.c.stream == stream
@@ -383,8 +507,74 @@ class SqlEventLog(SqlBase, EventLog):
         with self._read() as conn:
             found = conn.execute(query).first()
         if found is None:
-            return (None, None, None)
-        return (found.due_at, found.lease_worker, found.lease_until)
+            return None
+        return DueEntry(found.due_at, found.lease_worker, found.lease_until)
+
+    def reset_due(self, stream: str, due: datetime | None) -> None:
+        """Set the stream's next due time and end any lease on it, whoever holds it."""
+        if due is not None:
+            require_aware(due, "due")
+        streams = self.tables.streams
+        with self._write() as conn:
+            conn.execute(
+                sa.update(streams)
+                .where(streams.c.stream == stream)
+                .values(due_at=due, lease_worker=None, lease_until=None)
+            )
+
+    # -- the outbox ------------------------------------------------------------------
+    def claim_messages(
+        self, at: datetime, *, worker: str, lease: timedelta, limit: int | None = None
+    ) -> list[Message]:
+        """Lease to ``worker`` the undelivered messages available at ``at`` that no
+        other worker holds, oldest first, at most ``limit``; on PostgreSQL, rows
+        another worker is claiming are skipped (``FOR UPDATE SKIP LOCKED``)."""
+        require_aware(at, "at")
+        if limit is not None and limit < 1:
+            return []
+        query = self._sql.pending
+        if limit is not None:
+            query = query.limit(limit)
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self._write() as conn:
+            rows = conn.execute(query, {"o_at": at}).all()
+            keys = [str(r.key) for r in rows]
+            for start in range(0, len(keys), _CHUNK):
+                conn.execute(
+                    self._sql.lease_messages,
+                    {
+                        "o_keys": keys[start : start + _CHUNK],
+                        "o_worker": worker,
+                        "o_until": at + lease,
+                    },
+                )
+        return [attrs.evolve(_message(r), attempts=int(r.attempts) + 1) for r in rows]
+
+    def ack(self, key: str, *, at: datetime) -> None:
+        require_aware(at, "at")
+        with self._write() as conn:
+            conn.execute(self._sql.ack, {"o_key": key, "o_at": at})
+
+    def fail(self, key: str, *, error: str, retry_at: datetime) -> None:
+        require_aware(retry_at, "retry_at")
+        with self._write() as conn:
+            conn.execute(
+                self._sql.fail, {"o_key": key, "o_error": error[:4000], "o_retry": retry_at}
+            )
+
+    def messages(self, *, stream: str | None = None, pending: bool | None = None) -> list[Message]:
+        outbox = self.tables.outbox
+        query = sa.select(outbox).order_by(
+            outbox.c.created_at, outbox.c.stream, outbox.c.version, outbox.c.key
+        )
+        if stream is not None:
+            query = query.where(outbox.c.stream == stream)
+        if pending is not None:
+            delivered = outbox.c.delivered_at
+            query = query.where(delivered.is_(None) if pending else delivered.is_not(None))
+        with self._read() as conn:
+            return [_message(r) for r in conn.execute(query)]
 
     def _refused(
         self, conn: sa.Connection, stream: str, expected: int, batch: tuple[Event, ...]
@@ -395,7 +585,7 @@ class SqlEventLog(SqlBase, EventLog):
         actual = int(found.version) if found is not None else 0
         if actual != expected or found is None:
             raise ConcurrencyConflict(stream, expected, actual)
-        check_batch(stream, expected, str(found.head), batch)
+        check_batch(stream, expected, str(found.head), batch, self._hash)
         raise ConcurrencyConflict(stream, expected, actual)  # pragma: no cover - moved meanwhile
 
     def _version_or_none(self, stream: str) -> int | None:
@@ -406,13 +596,8 @@ class SqlEventLog(SqlBase, EventLog):
 
     @staticmethod
     def _row(event: Event) -> dict[str, Any]:
+        """The row of an event that :func:`check_batch` found sealed for this log."""
         body = _body(event)
-        if _body_hash(body, event.hash) != event.hash:
-            raise LogCorrupted(
-                f"event {event.id} does not match its hash; it was not sealed or was changed",
-                stream=event.stream,
-                version=event.version,
-            )
         return {
             "stream": event.stream,
             "version": event.version,
@@ -439,7 +624,7 @@ class SqlEventLog(SqlBase, EventLog):
             top = int(found.version) if found is not None else 0
             if top <= after:
                 return
-            prev = genesis_hash(stream)
+            prev = genesis_hash(stream, self._hash)
             if after:
                 anchor = conn.execute(sql.anchor, {"s_stream": stream, "s_version": after}).scalar()
                 if anchor is None:
@@ -461,6 +646,7 @@ class SqlEventLog(SqlBase, EventLog):
                 )
             for row in rows:
                 event = self._parse(
+                    self._hash,
                     stream,
                     expect,
                     int(row.version),
@@ -483,7 +669,14 @@ class SqlEventLog(SqlBase, EventLog):
 
     @staticmethod
     def _parse(
-        stream: str, expect: int, version: int, ident: str, stored_hash: str, body: str, prev: str
+        algorithm: str,
+        stream: str,
+        expect: int,
+        version: int,
+        ident: str,
+        stored_hash: str,
+        body: str,
+        prev: str,
     ) -> Event:
         name = f"event {expect} ({ident})"
         if version != expect:
@@ -507,7 +700,7 @@ class SqlEventLog(SqlBase, EventLog):
             problem = f"is stored as version {expect} but is event {event.version} (moved)"
         elif event.id != ident or event.hash != stored_hash:
             problem = "does not match the id or hash columns of its row (modified)"
-        elif _body_hash(body, event.hash) != event.hash:
+        elif _body_hash(body, event.hash, algorithm) != event.hash:
             problem = "content does not match its hash (modified)"
         elif event.prev_hash != prev:
             problem = "does not link to the previous event (prev_hash mismatch)"
@@ -525,21 +718,29 @@ class SqlEventLog(SqlBase, EventLog):
             found = conn.execute(self._sql.version, {"s_stream": stream}).scalar()
         return int(found or 0)
 
-    def verify(self, stream: str | None = None) -> LogReport:
+    def verify(
+        self, stream: str | None = None, *, checkpoints: Checkpoints | None = None
+    ) -> LogReport:
         """Check every stream (or one): each stored event readable, unmodified, in
         its place and linked to the one before, and the stream head matching the
         last event. Reports the first bad event of each stream; with no ``stream``,
-        also streams that have events but no head row."""
+        also streams that have events but no head row. With ``checkpoints``, each
+        stream must still reach the heads they recorded (see
+        :meth:`EventLog.verify <xuncha_flow.EventLog.verify>`)."""
+        anchors = self._anchors(checkpoints)
         names = [stream] if stream is not None else self.streams()
-        reports = [self._verify_stream(name) for name in names]
+        reports = [self._verify_stream(name, anchors.get(name, {})) for name in names]
         if stream is None:
             reports.extend(self._headless())
+        reports += self._vanished(anchors, names, stream)
         return LogReport(tuple(reports))
 
-    def _verify_stream(self, stream: str) -> ChainReport:
-        checked, last = 0, genesis_hash(stream)
+    def _verify_stream(self, stream: str, pins: Mapping[int, str]) -> ChainReport:
+        checked, last = 0, genesis_hash(stream, self._hash)
         try:
             for event in self._scan(stream, 0):
+                if event.version in pins and pins[event.version] != event.hash:
+                    raise _Corrupt(stream, event.version, event.id, anchor_problem(event.version))
                 checked, last = event.version, event.hash
         except _Corrupt as bad:
             return ChainReport(
@@ -565,6 +766,15 @@ class SqlEventLog(SqlBase, EventLog):
                 problem=f"event {beyond.version} ({beyond.id}) is stored beyond the stream "
                 f"head at version {checked} (inserted)",
             )
+        short = [v for v in pins if v > checked]
+        if short:
+            return ChainReport(
+                stream,
+                checked,
+                last,
+                bad_version=min(short),
+                problem=short_of_anchor(checked, min(short)),
+            )
         return ChainReport(stream, checked, last)
 
     def _headless(self) -> list[ChainReport]:
@@ -574,7 +784,7 @@ class SqlEventLog(SqlBase, EventLog):
             ChainReport(
                 str(name),
                 0,
-                genesis_hash(str(name)),
+                genesis_hash(str(name), self._hash),
                 bad_version=int(first),
                 problem=f"event {first} is stored for a stream that has no head row (inserted)",
             )
