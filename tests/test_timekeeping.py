@@ -454,8 +454,10 @@ class DueRecordingLog(InMemoryEventLog):
         super().__init__()
         self.dues: list[datetime | None] = []
 
-    def record(self, stream: str, expected_version: int, events: Any, *, due: Any = None) -> None:
-        super().record(stream, expected_version, events, due=due)
+    def record(
+        self, stream: str, expected_version: int, events: Any, *, due: Any = None, **kw: Any
+    ) -> None:
+        super().record(stream, expected_version, events, due=due, **kw)
         self.dues.append(due)
 
 

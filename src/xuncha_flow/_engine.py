@@ -1077,6 +1077,13 @@ def replay(
     definitions: Mapping[str, Definition] | None = None
     for event in events:
         if definitions is None:
+            if event.kind != "round" or event.from_state is not None or event.version != 1:
+                raise LogCorrupted(
+                    f"event {event.id} ({event.type}, version {event.version}) is the first "
+                    f"event of round {stream!r} but does not open it",
+                    stream=stream,
+                    version=event.version,
+                )
             # the process the round pinned when it was opened; else one with its
             # round definition (several processes may share a round definition)
             pinned = event.payload.get("definitions")
