@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import random
 import unicodedata
 from datetime import date, datetime, timedelta
@@ -27,6 +28,7 @@ from xuncha_flow import (
     DeadlinePolicy,
     Engine,
     EventLog,
+    Message,
     OutcomeFigures,
     Process,
     RolePolicy,
@@ -416,8 +418,15 @@ def main() -> None:
         f"warnings; {s['overdue']} overdue; {s['checks_passed']} half-time checks passed; "
         f"{s['recommendations']} recommendations, {s['decisions']} decided"
     )
+    sent: list[Message] = []
+    engine.deliver(sent.append)  # the letters, after commit, each with its idempotency key
+    topics = Counter(m.topic for m in sent)
+    print(
+        f"outbox (督办函件): {len(sent)} notifications delivered — "
+        + ", ".join(f"{topic} {n}" for topic, n in sorted(topics.items()))
+    )
     state = engine.state(ROUND)
-    report = engine.log.verify()
+    report = engine.verify()  # chains, replay, snapshots, due index
     print(
         f"\nround state: {state.round.state if state.round else '?'}; "
         f"{state.version} events; hash chain {'verified' if report.ok else 'BROKEN'}; "

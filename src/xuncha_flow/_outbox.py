@@ -103,7 +103,8 @@ def _rung_topic(event: Event) -> str | None:
     if event.type != "deadline.escalate" or event.payload.get("outcome", "fired") != "fired":
         return None
     kind = event.payload.get("kind")
-    return "overdue" if kind == "overdue" else "warning"
+    # a recommendation rung's message is the recommendation's own (topic "recommendation")
+    return {"warning": "warning", "overdue": "overdue"}.get(str(kind))
 
 
 BUILTIN_TOPICS = ("warning", "overdue", "recommendation", "decision")
