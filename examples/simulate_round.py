@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 import random
 import unicodedata
+from collections import Counter
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
