@@ -67,6 +67,8 @@ from typing import Any
 import attrs
 import sqlalchemy as sa
 
+from .._clock import require_aware
+
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -81,7 +83,8 @@ __all__ = [
 class UtcDateTime(sa.TypeDecorator[datetime]):
     """An aware datetime stored in UTC and read back as an aware UTC datetime.
 
-    A naive value is refused: the store never guesses a time zone."""
+    A naive value is refused with :class:`~xuncha_flow.InvalidArgument`: the store
+    never guesses a time zone."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
@@ -89,9 +92,7 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"a naive datetime cannot be stored: {value.isoformat()}")
-        moment = value.astimezone(UTC)
+        moment = require_aware(value, "a stored time").astimezone(UTC)
         return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
@@ -251,7 +252,7 @@ def _outbox(md: sa.MetaData, prefix: str) -> sa.Table:
     return sa.Table(
         f"{prefix}outbox",
         md,
-        sa.Column("key", sa.String(300), primary_key=True),
+        sa.Column("key", sa.String(320), primary_key=True),
         sa.Column("stream", sa.String(200), nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("topic", sa.String(100), nullable=False),
