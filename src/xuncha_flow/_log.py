@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ._clock import require_aware
 from ._errors import (
     CheckpointInvalid,
     ConcurrencyConflict,
     DuplicateKey,
+    InvalidArgument,
     LogCorrupted,
     StoreError,
 )
@@ -44,7 +46,37 @@ from ._outbox import Message
 if TYPE_CHECKING:
     from ._checkpoints import Checkpoints
 
-__all__ = ["DueEntry", "EventLog", "Finding", "InMemoryEventLog", "LogReport"]
+__all__ = ["DueEntry", "EventLog", "Finding", "InMemoryEventLog", "LogReport", "check_key"]
+
+MAX_KEY = 200
+"""The longest stream id, event id, subject, command id or worker name a log keeps
+(event types and message topics: 100; outbox message keys: :data:`MAX_MESSAGE_KEY`)."""
+MAX_MESSAGE_KEY = 320
+"""The longest outbox message key: an event id, a colon and a topic."""
+
+
+def check_key(value: object, what: str, limit: int = MAX_KEY) -> str:
+    """``value`` if it is a string a log can store as a key, else raise
+    :class:`~xuncha_flow.InvalidArgument`: no NUL character (PostgreSQL refuses it in
+    text) and at most ``limit`` characters. Every adapter checks its keys with this,
+    so all refuse the same input the same way, before any database sees it."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidArgument(f"{what} contains a NUL character: {value!r}")
+    if len(value) > limit:
+        raise InvalidArgument(f"{what} is {len(value)} characters long; at most {limit}")
+    return value
+
+
+def check_message(message: Message) -> None:
+    """Refuse a message whose key or text columns a log cannot store."""
+    check_key(message.key, "message key", MAX_MESSAGE_KEY)
+    check_key(message.stream, "message stream")
+    check_key(message.subject, "message subject")
+    check_key(message.topic, "message topic", 100)
+    check_key(message.event_type, "message event type", 100)
+    require_aware(message.created_at, "message created_at")
 
 
 @attrs.frozen
@@ -52,7 +84,8 @@ class Finding:
     """Something :meth:`~xuncha_flow.Engine.verify` or a store's ``verify`` found
     beside the hash chains: a snapshot that does not equal the replay of its events,
     a due-index entry or a fired-rung row that does not agree with the events.
-    ``kind`` is ``"snapshot"``, ``"due_index"`` or ``"rungs"``."""
+    ``kind`` is ``"snapshot"``, ``"due_index"``, ``"replay"``, ``"rungs"`` or
+    ``"projections"``."""
 
     stream: str
     kind: str
@@ -275,6 +308,14 @@ def check_batch(
     their hashes under the log's ``algorithm`` (shared by all adapters)."""
     prev = head
     for offset, event in enumerate(events, start=1):
+        for what, value, limit in (
+            ("stream", event.stream, MAX_KEY),
+            ("event id", event.id, MAX_KEY),
+            ("event subject", event.subject, MAX_KEY),
+            ("command id", event.command_id, MAX_KEY),
+            ("event type", event.type, 100),
+        ):
+            check_key(value, what, limit)
         if event.computed_hash(algorithm) != event.hash:
             raise LogCorrupted(
                 f"event {event.id} does not match its {algorithm} hash; it was not "
@@ -335,6 +376,11 @@ class InMemoryEventLog(EventLog):
         due: datetime | None = None,
         messages: Sequence[Message] = (),
     ) -> None:
+        check_key(stream, "stream")
+        if due is not None:
+            require_aware(due, "due")
+        for message in messages:
+            check_message(message)
         keys = [m.key for m in messages]
         with self._lock:
             taken = [k for k in keys if k in self._outbox]
@@ -347,10 +393,14 @@ class InMemoryEventLog(EventLog):
                 self._outbox[message.key] = _Slot(message, message.created_at)
 
     def due_entry(self, stream: str) -> DueEntry | None:
+        check_key(stream, "stream")
         with self._lock:
             return self._due.get(stream)
 
     def reset_due(self, stream: str, due: datetime | None) -> None:
+        check_key(stream, "stream")
+        if due is not None:
+            require_aware(due, "due")
         with self._lock:
             if stream in self._streams:
                 self._due[stream] = DueEntry(at=due)
@@ -358,6 +408,8 @@ class InMemoryEventLog(EventLog):
     def claim_messages(
         self, at: datetime, *, worker: str, lease: timedelta, limit: int | None = None
     ) -> list[Message]:
+        require_aware(at, "at")
+        check_key(worker, "worker")
         with self._lock:
             free = [
                 s
@@ -376,6 +428,8 @@ class InMemoryEventLog(EventLog):
             return out
 
     def ack(self, key: str, *, at: datetime) -> None:
+        check_key(key, "message key", MAX_MESSAGE_KEY)
+        require_aware(at, "at")
         with self._lock:
             slot = self._outbox.get(key)
             if slot is not None and slot.message.delivered_at is None:
@@ -383,6 +437,8 @@ class InMemoryEventLog(EventLog):
                 slot.worker = slot.leased_until = None
 
     def fail(self, key: str, *, error: str, retry_at: datetime) -> None:
+        check_key(key, "message key", MAX_MESSAGE_KEY)
+        require_aware(retry_at, "retry_at")
         with self._lock:
             slot = self._outbox.get(key)
             if slot is not None and slot.message.delivered_at is None:
@@ -391,6 +447,8 @@ class InMemoryEventLog(EventLog):
                 slot.worker = slot.leased_until = None
 
     def messages(self, *, stream: str | None = None, pending: bool | None = None) -> list[Message]:
+        if stream is not None:
+            check_key(stream, "stream")
         with self._lock:
             found = [
                 s.message
@@ -403,6 +461,8 @@ class InMemoryEventLog(EventLog):
     def claim_due(
         self, at: datetime, *, worker: str, lease: timedelta, limit: int | None = None
     ) -> list[str] | None:
+        require_aware(at, "at")
+        check_key(worker, "worker")
         with self._lock:
             free = [
                 (d.at, s)
@@ -418,12 +478,17 @@ class InMemoryEventLog(EventLog):
             return taken
 
     def release(self, stream: str, *, due: datetime | None, worker: str) -> None:
+        check_key(stream, "stream")
+        check_key(worker, "worker")
+        if due is not None:
+            require_aware(due, "due")
         with self._lock:
             current = self._due.get(stream)
             if current is None or current.worker in (None, worker):
                 self._due[stream] = DueEntry(at=due)
 
     def append(self, stream: str, expected_version: int, events: Sequence[Event]) -> None:
+        check_key(stream, "stream")
         with self._lock:
             self._append(stream, expected_version, events)
 
@@ -442,6 +507,7 @@ class InMemoryEventLog(EventLog):
         self._ids.update(ids)
 
     def read(self, stream: str, after: int = 0) -> Iterator[Event]:
+        check_key(stream, "stream")
         with self._lock:
             events = list(self._streams.get(stream, ())[max(after, 0) :])
         return iter(events)
@@ -451,6 +517,7 @@ class InMemoryEventLog(EventLog):
             return list(self._streams)
 
     def version(self, stream: str) -> int:
+        check_key(stream, "stream")
         with self._lock:
             return len(self._streams.get(stream, ()))
 
