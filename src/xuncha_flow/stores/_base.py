@@ -14,18 +14,24 @@ failing halfway; readers run in WAL mode beside them. An engine made by
 :func:`~xuncha_flow.stores.sqlite_engine` does this itself; on an engine made
 elsewhere the store begins with ``BEGIN IMMEDIATE`` when its driver has not begun a
 transaction.
+
+Errors. A library error raised while SQLAlchemy binds a parameter (a naive time,
+refused by :class:`~xuncha_flow.stores._schema.UtcDateTime`) reaches the caller as
+that error, not wrapped in SQLAlchemy's ``StatementError``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
-from .._errors import InvalidArgument, SchemaMismatch
+from .._errors import InvalidArgument, SchemaMismatch, XunchaError
 from ._projections import Projector
 from ._schema import MIGRATIONS, SCHEMA_VERSION, Tables, current_version, upgrade
 
@@ -33,6 +39,29 @@ __all__ = ["BEGIN_MODES", "BEGIN_OPTION", "SqlBase"]
 
 BEGIN_OPTION = "xuncha_sqlite_begin"
 BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,29}")
+
+
+def check_int(value: object, what: str, least: int) -> int:
+    """``value`` if it is an int of at least ``least``, else
+    :class:`~xuncha_flow.InvalidArgument`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{what} must be an integer, got {value!r}")
+    if value < least:
+        raise InvalidArgument(f"{what} must be at least {least}, got {value}")
+    return value
+
+
+@contextmanager
+def library_errors() -> Iterator[None]:
+    """Let a library error raised inside SQLAlchemy (a bind parameter's processor)
+    out as itself rather than as ``StatementError``."""
+    try:
+        yield
+    except sa_exc.StatementError as exc:
+        if isinstance(exc.orig, XunchaError):
+            raise exc.orig from exc
+        raise
 
 
 class SqlBase:
@@ -57,9 +86,19 @@ class SqlBase:
         elif isinstance(bind, sa.Engine):
             self._engine, self._conn = bind, None
         else:
-            raise TypeError(f"bind must be a SQLAlchemy Engine or Connection, not {bind!r}")
-        if page_size < 1:
-            raise InvalidArgument("page_size must be at least 1")
+            raise InvalidArgument(f"bind must be a SQLAlchemy Engine or Connection, not {bind!r}")
+        check_int(page_size, "page_size", 1)
+        if not isinstance(prefix, str) or not (prefix == "" or _PREFIX.fullmatch(prefix)):
+            raise InvalidArgument(
+                f"prefix must be empty or a letter or underscore followed by at most 29 "
+                f"letters, digits or underscores, got {prefix!r}"
+            )
+        if schema is not None and (
+            not isinstance(schema, str) or not 0 < len(schema) <= 63 or "\x00" in schema
+        ):
+            raise InvalidArgument(
+                f"schema must be None or a name of 1 to 63 characters without NUL, got {schema!r}"
+            )
         self.tables = Tables.build(prefix, schema)
         self.page_size = page_size
         self.dialect: str = bind.dialect.name
@@ -123,41 +162,52 @@ class SqlBase:
 
     # -- transactions ----------------------------------------------------------------
     @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        if self._engine is not None:
-            with self._engine.connect() as conn:
-                conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-                with conn.begin():
+    def _write(self, *, undo: bool = False) -> Iterator[sa.Connection]:
+        """A write transaction (or, in a host's transaction, a savepoint), committed
+        when the block ends without an error; with ``undo``, always rolled back: a
+        scratch transaction whose writes nobody ever sees."""
+        with library_errors():
+            if self._engine is not None:
+                with self._engine.connect() as conn:
+                    conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+                    with conn.begin() as tx:
+                        self._sqlite_begin(conn)
+                        yield conn
+                        if undo:
+                            tx.rollback()
+                return
+            assert self._conn is not None
+            conn = self._conn
+            with self._lock:
+                if conn.in_transaction():
                     self._sqlite_begin(conn)
-                    yield conn
-            return
-        assert self._conn is not None
-        conn = self._conn
-        with self._lock:
-            if conn.in_transaction():
-                self._sqlite_begin(conn)
-                with conn.begin_nested():
-                    yield conn
-            else:
-                conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-                with conn.begin():
-                    self._sqlite_begin(conn)
-                    yield conn
+                    with conn.begin_nested() as sp:
+                        yield conn
+                        if undo:
+                            sp.rollback()
+                else:
+                    conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+                    with conn.begin() as tx:
+                        self._sqlite_begin(conn)
+                        yield conn
+                        if undo:
+                            tx.rollback()
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        if self._engine is not None:
-            with self._engine.connect() as conn, conn.begin():
-                yield conn
-            return
-        assert self._conn is not None
-        conn = self._conn
-        with self._lock:
-            if conn.in_transaction():
-                yield conn
-            else:
-                with conn.begin():
+        with library_errors():
+            if self._engine is not None:
+                with self._engine.connect() as conn, conn.begin():
                     yield conn
+                return
+            assert self._conn is not None
+            conn = self._conn
+            with self._lock:
+                if conn.in_transaction():
+                    yield conn
+                else:
+                    with conn.begin():
+                        yield conn
 
     def _sqlite_begin(self, conn: sa.Connection) -> None:
         """Make sure a SQLite write runs in a real transaction holding the write lock.

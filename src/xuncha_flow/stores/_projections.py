@@ -32,7 +32,7 @@ recorded twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -412,9 +412,15 @@ class Projector:
         for view in self.views.values():
             conn.execute(sa.delete(view))
 
-    def rebuild(self, conn: sa.Connection, page_size: int = 1000) -> int:
-        """Empty the views and refold every stream of the log, in the caller's
-        transaction; return the number of events folded. Writers wait meanwhile: on
+    def rebuild(
+        self,
+        conn: sa.Connection,
+        page_size: int = 1000,
+        each: Callable[[Sequence[Event]], None] | None = None,
+    ) -> int:
+        """Empty the views and refold every stream of the log (its events up to its
+        head), in the caller's transaction; return the number of events folded.
+        ``each`` is called with every batch folded. Writers wait meanwhile: on
         PostgreSQL the streams table is locked against writes (every append moves a
         stream head) for the rest of the transaction; SQLite writers are serialised
         by the write lock already."""
@@ -422,36 +428,95 @@ class Projector:
             table = conn.dialect.identifier_preparer.format_table(self.tables.streams)
             conn.exec_driver_sql(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
         self.clear(conn)
-        events, streams = self.tables.events, self.tables.streams
+        streams = self.tables.streams
+        heads = conn.execute(
+            sa.select(streams.c.stream, streams.c.version).order_by(streams.c.seq)
+        ).all()
+        return sum(
+            self._fold_stream(conn, str(name), int(top), page_size, each) for name, top in heads
+        )
+
+    def refold(
+        self,
+        conn: sa.Connection,
+        stream: str,
+        upto: int,
+        page_size: int = 1000,
+        each: Callable[[Sequence[Event]], None] | None = None,
+    ) -> int:
+        """Delete the stream's view rows and fold its events up to version ``upto``
+        again, in the caller's transaction; return the number of events folded."""
+        for view in self.views.values():
+            conn.execute(sa.delete(view).where(view.c.stream == stream))
+        return self._fold_stream(conn, stream, upto, page_size, each)
+
+    def _fold_stream(
+        self,
+        conn: sa.Connection,
+        name: str,
+        upto: int,
+        page_size: int,
+        each: Callable[[Sequence[Event]], None] | None,
+    ) -> int:
+        events = self.tables.events
         page = (
             sa.select(events.c.version, events.c.body)
-            .where(events.c.stream == sa.bindparam("r_stream"))
-            .where(events.c.version > sa.bindparam("r_after"))
+            .where(
+                events.c.stream == sa.bindparam("r_stream"),
+                events.c.version > sa.bindparam("r_after"),
+                events.c.version <= sa.bindparam("r_upto"),
+            )
             .order_by(events.c.version)
             .limit(page_size)
         )
-        names = conn.execute(sa.select(streams.c.stream).order_by(streams.c.seq)).scalars().all()
-        folded = 0
-        for name in names:
-            after = 0
-            while True:
-                rows = conn.execute(page, {"r_stream": name, "r_after": after}).all()
-                if not rows:
-                    break
-                batch = []
-                for version, body in rows:
-                    try:
-                        batch.append(Event.model_validate_json(body))
-                    except ValidationError as exc:
-                        raise LogCorrupted(
-                            f"event {version} of {name!r} cannot be read: {exc.errors()[0]['msg']}",
-                            stream=str(name),
-                            version=int(version),
-                        ) from exc
-                self.fold(conn, str(name), batch)
-                folded += len(batch)
-                after = int(rows[-1].version)
-        return folded
+        folded = after = 0
+        while True:
+            rows = conn.execute(page, {"r_stream": name, "r_after": after, "r_upto": upto}).all()
+            if not rows:
+                return folded
+            batch = []
+            for version, body in rows:
+                try:
+                    batch.append(Event.model_validate_json(body))
+                except ValidationError as exc:
+                    raise LogCorrupted(
+                        f"event {version} of {name!r} cannot be read: {exc.errors()[0]['msg']}",
+                        stream=name,
+                        version=int(version),
+                    ) from exc
+            self.fold(conn, name, batch)
+            if each is not None:
+                each(batch)
+            folded += len(batch)
+            after = int(rows[-1].version)
+
+    def rows(
+        self, conn: sa.Connection, stream: str | None = None
+    ) -> dict[tuple[str, str, str], Row]:
+        """Every view row (of one stream), keyed by (table, stream, id)."""
+        out: dict[tuple[str, str, str], Row] = {}
+        for name, view in self.views.items():
+            query = sa.select(view)
+            if stream is not None:
+                query = query.where(view.c.stream == stream)
+            for row in conn.execute(query).mappings():
+                out[(name, str(row["stream"]), str(row["id"]))] = dict(row)
+        return out
+
+    def orphans(self, conn: sa.Connection) -> dict[str, list[str]]:
+        """Streams that have view rows but no head row, with the tables holding them."""
+        streams = self.tables.streams
+        out: dict[str, list[str]] = {}
+        for name, view in self.views.items():
+            query = (
+                sa.select(view.c.stream)
+                .distinct()
+                .where(~sa.exists().where(streams.c.stream == view.c.stream))
+                .order_by(view.c.stream)
+            )
+            for stream in conn.execute(query).scalars():
+                out.setdefault(str(stream), []).append(name)
+        return out
 
 
 # -- queries -----------------------------------------------------------------------------

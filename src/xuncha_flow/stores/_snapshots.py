@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .._log import check_key
 from .._snapshots import Snapshot, SnapshotStore
 from ._base import SqlBase
 
@@ -74,6 +75,9 @@ class SqlSnapshotStore(SqlBase, SnapshotStore):
 
     def save(self, snap: Snapshot) -> None:
         """Keep ``snap`` unless the stored snapshot of the stream is newer."""
+        check_key(snap.stream, "stream")
+        if snap.key_id is not None:
+            check_key(snap.key_id, "snapshot key id")
         row = {
             "stream": snap.stream,
             "version": snap.version,
@@ -95,6 +99,7 @@ class SqlSnapshotStore(SqlBase, SnapshotStore):
             return
 
     def latest(self, stream: str) -> Snapshot | None:
+        check_key(stream, "stream")
         with self._read() as conn:
             found = conn.execute(self._latest, {"n_stream": stream}).first()
         if found is None:
