@@ -103,6 +103,12 @@ def sweep_worker(
     store.close()
 
 
+def _worker(store: SqlEventLog, stream: str) -> str | None:
+    """The worker holding the stream's sweep lease."""
+    entry = store.due_entry(stream)
+    return entry.worker if entry is not None else None
+
+
 def hold_leases(backend: Backend, at: datetime, ready: Queue[list[str]]) -> None:
     """Sweep at ``at`` and hang in the first escalation hook, holding the leases of
     every round due (until killed). Puts the rounds it leased on ``ready``."""
@@ -110,7 +116,7 @@ def hold_leases(backend: Backend, at: datetime, ready: Queue[list[str]]) -> None
     hooks = Hooks()
 
     def hang(event: Event, ctx: AfterContext) -> None:
-        ready.put([s for s in store.streams() if store.due(s)[1] == "doomed"])
+        ready.put([s for s in store.streams() if _worker(store, s) == "doomed"])
         time.sleep(3600)
 
     hooks.on_escalation(hang)

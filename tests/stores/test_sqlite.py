@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from xuncha_flow import ConcurrencyConflict, EventLog
+from xuncha_flow import ConcurrencyConflict, EventLog, InvalidArgument, LogCorrupted
 from xuncha_flow.stores import SqlEventLog, sqlite_engine, sqlite_log
 
 from .contract import OpenStore, SqlContract, make_events
@@ -93,7 +93,7 @@ def test_page_size_does_not_change_what_is_read(tmp_path: Path) -> None:
         assert list(store.read("R-1")) == events
         assert list(store.read("R-1", after=4)) == events[4:]
         assert store.verify().ok
-    with pytest.raises(ValueError, match="page_size"):
+    with pytest.raises(InvalidArgument, match="page_size"):
         SqlEventLog(engine, page_size=0)
     engine.dispose()
 
@@ -105,3 +105,40 @@ def test_a_table_prefix_keeps_two_logs_apart(tmp_path: Path) -> None:
     assert b.streams() == []
     assert sa.inspect(engine).has_table("other_events")
     engine.dispose()
+
+
+def test_a_timestamp_column_holding_no_time_is_named(tmp_path: Path) -> None:
+    """SQLite keeps any text in a time column: it is reported, not raised while
+    the row is fetched."""
+    with sqlite_log(tmp_path / "t.db") as store:
+        store.append("R-1", 0, make_events("R-1", 3))
+        with store.bind.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE xuncha_events SET timestamp = 'not a time' WHERE version = 2"
+            )
+        report = store.verify()
+        assert report.first_bad is not None
+        assert report.first_bad.bad_version == 2
+        assert "the timestamp column of its row (modified)" in report.first_bad.problem
+        with pytest.raises(LogCorrupted) as err:
+            list(store.read("R-1"))
+        assert err.value.version == 2
+
+
+def test_bad_engine_settings_are_invalid_arguments(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="synchronous"):
+        sqlite_engine(tmp_path / "x.db", synchronous="OFF")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="busy_timeout"):
+        sqlite_engine(tmp_path / "x.db", busy_timeout=-1)
+    with pytest.raises(InvalidArgument, match="path"):
+        sqlite_log(3)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="md5"):
+        sqlite_log(tmp_path / "x.db", hash_algorithm="md5")
+
+
+def test_sqlite_log_creates_an_sm3_log(tmp_path: Path) -> None:
+    with sqlite_log(tmp_path / "sm3.db", hash_algorithm="sm3") as store:
+        store.append("R-1", 0, make_events("R-1", 2, algorithm="sm3"))
+    with sqlite_log(tmp_path / "sm3.db") as store:
+        assert store.hash_algorithm == "sm3"
+        assert store.verify().ok

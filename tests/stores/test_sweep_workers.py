@@ -167,7 +167,8 @@ def test_a_killed_workers_rounds_are_swept_by_another_once_its_leases_lapse(
     assert all(e.id.startswith("rescuer-") for e in report.events)
     assert rescuer.sweep().events == ()
     assert Counter(rung_keys(store, rounds)) == Counter(expected)
-    assert all(store.due(r)[1] is None for r in rounds)  # no lease left behind
+    entries = [store.due_entry(r) for r in rounds]
+    assert all(e is not None and e.worker is e.leased_until is None for e in entries)  # no lease
     _check_rounds(store, rounds)
 
 
