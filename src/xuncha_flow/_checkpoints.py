@@ -32,7 +32,7 @@ import hmac
 import json
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +41,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from ._clock import require_aware
 from ._errors import CheckpointInvalid, InvalidArgument, LogCorrupted
-from ._events import HASH_ALGORITHMS, canonical_json, check_algorithm
+from ._events import HASH_ALGORITHMS, canonical_json, check_algorithm, verify_chain
 
 if TYPE_CHECKING:
+    from ._events import Event
     from ._log import EventLog
 
 __all__ = [
@@ -386,16 +387,20 @@ def make_checkpoints(
     moment = require_aware(at, "at")
     entries = []
     for stream in streams if streams is not None else log.streams():
-        report = log.verify(stream)
-        bad = report.first_bad
-        if bad is not None:
+        # the chain only (a store's read checks its rows): a checkpoint signs a head
+        top = log.version(stream)  # writers may append meanwhile: sign what was there
+        chain = verify_chain(stream, _upto(log.read(stream), top), log.hash_algorithm)
+        if chain.ok and chain.checked != top:
+            chain = attrs.evolve(
+                chain, bad_version=chain.checked + 1, problem="the stream head is further on"
+            )
+        if not chain.ok:
             raise LogCorrupted(
                 f"stream {stream!r} fails verification, no checkpoint is signed for it: "
-                f"{bad.problem}",
+                f"{chain.problem}",
                 stream=stream,
-                version=bad.bad_version,
+                version=chain.bad_version,
             )
-        chain = report.streams[0]
         if chain.checked == 0:
             continue
         draft = Checkpoint(
@@ -410,3 +415,11 @@ def make_checkpoints(
         )
         entries.append(attrs.evolve(draft, signature=signer.sign(draft.message())))
     return Checkpoints(log.hash_algorithm, signer.key_id, signer.algorithm, moment, tuple(entries))
+
+
+def _upto(events: Iterable[Event], top: int) -> Iterator[Event]:
+    """``events`` up to version ``top``."""
+    for event in events:
+        if event.version > top:
+            return
+        yield event

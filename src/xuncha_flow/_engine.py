@@ -30,6 +30,7 @@ from ._errors import (
     AlreadyExists,
     ClockBehind,
     ConcurrencyConflict,
+    DuplicateKey,
     GuardRejected,
     InvalidArgument,
     InvalidCommand,
@@ -626,8 +627,10 @@ class Engine:
         between workers: only agenda entries it accepts are taken. Every rung fires
         at most once per deadline, however often sweeps run.
 
-        A round whose log fails to load (a corrupted or tampered event) is reported
-        in :attr:`SweepReport.failed` and skipped, so it does not stop the others; on
+        A round whose log fails to load (a corrupted or tampered event), whose
+        records the store refuses (:class:`DuplicateKey`) or whose last event is later
+        than this engine's clock (:class:`ClockBehind`) is reported in
+        :attr:`SweepReport.failed` and skipped, so it does not stop the others; on
         a shared log it stays leased to this worker until the lease lapses. A round
         another writer appends to while it is swept is reloaded and swept again (up
         to ``SWEEP_RETRIES`` times).
@@ -673,9 +676,10 @@ class Engine:
                 recorded += self._sweep_with_retries(
                     stream, keys, at, now, who, stream in left, select
                 )
-            except ClockBehind as exc:
-                # this worker's clock lags the round's last event: leave the round to
-                # a worker whose clock does not (it stays due), sweep the others
+            except (ClockBehind, DuplicateKey) as exc:
+                # this worker's clock lags the round's last event, or the store refuses
+                # the round's records (a stray rung key: see verify and rebuild_indexes):
+                # leave the round due, report it, sweep the others
                 _LOG.error("round %s is not swept: %s", stream, exc)
                 failed.append((stream, str(exc)))
                 for when, s, key in taken:
