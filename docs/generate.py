@@ -19,7 +19,9 @@ docstrings of ``_hooks.py`` and ``_figures.py`` — so the docs say what the cod
 from __future__ import annotations
 
 import argparse
+import ast
 import inspect
+import itertools
 import re
 import sys
 from collections.abc import Callable
@@ -34,6 +36,7 @@ from xuncha_flow import (
     _errors,
     _figures,
     _hooks,
+    _limits,
     mermaid,
 )
 from xuncha_flow._deadlines import BASE_LADDERS, ladder_table, rules_table
@@ -173,6 +176,23 @@ def _guard_index() -> str:
     return "\n".join(["| guard | used by |", "|---|---|", *rows]) + "\n"
 
 
+def _limits_table() -> str:
+    """Every limit of ``_limits.py``: its name, value and what it caps (its docstring)."""
+    tree = ast.parse(inspect.getsource(_limits))
+    rows = ["| limit | value | what it caps |", "|---|---|---|"]
+    for node, after in itertools.pairwise(tree.body):
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        name = node.target.id
+        doc = after.value.value if isinstance(after, ast.Expr) else ""
+        assert isinstance(doc, str), f"{name} has no docstring in _limits.py"
+        assert doc, f"{name} has an empty docstring in _limits.py"
+        value = getattr(_limits, name)
+        text = _md(" ".join(doc.split()))
+        rows.append(f"| `{name}` | {value:,} | {text} |")
+    return "\n".join(rows) + "\n"
+
+
 def blocks() -> dict[str, str]:
     """Every generated part, by marker name."""
     process = Process.standard()
@@ -185,6 +205,7 @@ def blocks() -> dict[str, str]:
     out["roles"] = _role_enum()
     out["policies"] = _policies()
     out["guards"] = _guard_index()
+    out["limits"] = _limits_table()
     out["errors:tree"] = _error_tree()
     out["hooks:order"] = _after_summary(_hooks.__doc__)
     out["figures:rules"] = _after_summary(_figures.__doc__)

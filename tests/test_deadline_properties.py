@@ -454,15 +454,18 @@ def reference_add(start: date, counts: tuple[int, ...]) -> dict[int, date] | Non
 
 
 @functools.cache
-def _lead_base() -> tuple[tuple[Event, ...], datetime]:
-    w = DWorld(LEAD_RULES, schedule=SCHEDULE, id_prefix="base")
+def _lead_base(opened: date) -> tuple[tuple[Event, ...], datetime]:
+    start = datetime(opened.year, opened.month, opened.day, 9, tzinfo=SH)
+    w = DWorld(LEAD_RULES, schedule=SCHEDULE, id_prefix="base", start=start)
     w.to_onsite({"U-1": ["P-1"]})
     return tuple(w.events()), w.clock.now()
 
 
-def lead_world() -> DWorld:
-    """A fresh engine over a round on site (built once) that opens working-day deadlines."""
-    events, now = _lead_base()
+def lead_world(transfer: date) -> DWorld:
+    """A fresh engine over a round on site, opened ten days before ``transfer`` (the
+    dates of a command lie around its round: see ``DateWindow``), that opens
+    working-day deadlines. Rounds are built once per opening day."""
+    events, now = _lead_base(transfer - timedelta(days=10))
     log = InMemoryEventLog()
     log.append(ROUND, 0, list(events))
     return DWorld(
@@ -476,7 +479,7 @@ def lead_world() -> DWorld:
 
 @given(start=st.dates(date(2003, 12, 31), date(2027, 12, 31)) | st.dates(date(2026, 10, 1), LAST))
 def test_working_day_deadlines_land_on_working_days_monotone_in_n_or_raise(start: date) -> None:
-    w = lead_world()
+    w = lead_world(start)
     if start > w.clock.today():  # a transfer date may not lie in the future
         w.clock.set(datetime(start.year, start.month, start.day, 12, tzinfo=SH))
     before = fingerprint(w.engine)

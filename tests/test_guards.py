@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from helpers import World, fingerprint
-from xuncha_flow import GuardRejected, RuleViolation
+from xuncha_flow import GuardRejected, InvalidCommand, RuleViolation
 
 
 def _refused(w: World, *args: object, **kw: object) -> GuardRejected:
@@ -268,8 +268,12 @@ def test_feedback_date_must_not_be_in_the_future_nor_before_on_site() -> None:
     w.leave("U-1")
     w.decide("U-1")
     future = w.clock.today() + timedelta(days=3)
-    err = _refused(w, "unit", "U-1", "deliver_feedback", {"delivered_on": future.isoformat()})
-    assert str(err.violations[0]) == f"feedback date {future} lies in the future"
+    before = fingerprint(w.engine)
+    with pytest.raises(InvalidCommand) as invalid:  # a payload check, before any rule
+        w.do("unit", "U-1", "deliver_feedback", {"delivered_on": future.isoformat()})
+    assert invalid.value.errors[0]["loc"] == ["payload", "delivered_on"]
+    assert invalid.value.errors[0]["type"] == "date_in_future"
+    assert fingerprint(w.engine) == before
     early = w.onsite_start - timedelta(days=1)
     err = _refused(w, "unit", "U-1", "deliver_feedback", {"delivered_on": early.isoformat()})
     assert str(err.violations[0]) == (

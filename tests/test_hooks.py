@@ -145,8 +145,10 @@ def test_before_hooks_do_not_run_for_refused_commands() -> None:
     w = _at_feedback_day(hooks)
     calls: list[str] = []
     hooks.before(lambda ctx: calls.append(ctx.type))
-    with pytest.raises(GuardRejected):
+    with pytest.raises(InvalidCommand):  # feedback in the future
         w.do("unit", "U-1", "deliver_feedback", {"delivered_on": "2099-01-01"})
+    with pytest.raises(GuardRejected):  # feedback before the team went on site
+        w.do("unit", "U-1", "deliver_feedback", {"delivered_on": "2026-03-01"})
     with pytest.raises(PermissionDenied):
         w.do(
             "unit",

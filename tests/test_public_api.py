@@ -106,9 +106,11 @@ PUBLIC = [
     "json_schemas",
     "make_checkpoints",
     "mermaid",
+    "normalize_id",
     "outcome_figures",
     "parse_command",
     "replay",
+    "same_organization",
     "snapshot",
     "verify_chain",
 ]

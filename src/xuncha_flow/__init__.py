@@ -71,7 +71,7 @@ from ._records import (
     UnitRecord,
     snapshot,
 )
-from ._roles import Actor, Role, RolePolicy
+from ._roles import Actor, Role, RolePolicy, normalize_id, same_organization
 from ._schema import json_schemas
 from ._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore
 
@@ -171,9 +171,11 @@ __all__ = [
     "json_schemas",
     "make_checkpoints",
     "mermaid",
+    "normalize_id",
     "outcome_figures",
     "parse_command",
     "replay",
+    "same_organization",
     "snapshot",
     "verify_chain",
 ]

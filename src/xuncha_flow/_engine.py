@@ -47,8 +47,8 @@ from ._model import Deadline, RoundState
 from ._outbox import DeliveryReport, Message, builtin_messages, deliver
 from ._payloads import Empty
 from ._process import Process
-from ._roles import Actor, Role
-from ._rules import GuardContext, authorize
+from ._roles import SWEEPER, Actor
+from ._rules import GuardContext, admit, authorize
 from ._snapshots import Snapshot, SnapshotStore, state_from_json
 from ._timekeeping import (
     DueIndex,
@@ -69,9 +69,6 @@ __all__ = ["SWEEPER", "Engine", "Plan", "SweepReport", "replay"]
 _LOG = logging.getLogger("xuncha_flow")
 SWEEP_RETRIES = 3
 """How often a sweep reloads and re-sweeps a round another writer appended to."""
-
-SWEEPER = Actor(id="xuncha_flow.sweep", role=Role.SUPERVISION_OFFICE, organization="sweeper")
-"""The default actor of sweeps: the supervision office escalates (DOMAIN.md §2)."""
 
 
 @attrs.frozen
@@ -885,6 +882,7 @@ class Engine:
         )
 
     def _decide(self, state: RoundState, process: Process, cmd: Command, now: datetime) -> Plan:
+        admit(state, process, cmd, now)  # not in the engine's name; payload dates in the window
         kind, name = cmd.kind, cmd.event
         definition = process.definition(kind)
         if not definition.has_event(name):

@@ -2,7 +2,8 @@
 
 Separation of duties is a rule, not a courtesy: "巡察办管巡、监督办管督、被巡察单位管改".
 The organization that rectifies never verifies or closes its own item; which body
-verifies is a :class:`RolePolicy`.
+verifies is a :class:`RolePolicy`. Organizations are compared with
+:func:`same_organization` (after :func:`normalize_id`), never as raw strings.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ from enum import StrEnum
 import attrs
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Actor", "Role", "RolePolicy"]
+from ._ids import Ident, is_reserved, normalize_id
+
+__all__ = [
+    "SWEEPER",
+    "Actor",
+    "Role",
+    "RolePolicy",
+    "is_engine_identity",
+    "normalize_id",
+    "same_organization",
+]
 
 
 class Role(StrEnum):
@@ -53,14 +64,33 @@ class Actor(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
-    id: str = Field(min_length=1, max_length=128, description="person id")
+    id: Ident = Field(description="person id")
     role: Role
-    organization: str = Field(
-        min_length=1, max_length=128, description="id of the organization the person acts for"
-    )
+    organization: Ident = Field(description="id of the organization the person acts for")
 
     def __str__(self) -> str:
         return f"{self.id}@{self.organization}"
+
+
+SWEEPER = Actor(
+    id="xuncha_flow.sweep", role=Role.SUPERVISION_OFFICE, organization="xuncha_flow.sweep"
+)
+"""The default actor of sweeps: the supervision office escalates (DOMAIN.md §2). Its
+id and organization are in the engine's reserved namespace: no command may act in
+its name, and no unit, team or lead receiver may be registered under it."""
+
+
+def same_organization(a: str, b: str) -> bool:
+    """Whether two organization ids name one organization: equal after
+    :func:`normalize_id` (NFKC, case folding, invisible characters and whitespace
+    removed), so ``"ORG-1"``, ``"org-1"``, ``"org\u200b-1"`` and ``"ｏｒｇ－１"`` are one."""
+    return normalize_id(a) == normalize_id(b)
+
+
+def is_engine_identity(actor: Actor) -> bool:
+    """Whether ``actor`` claims the engine's own identity (:data:`SWEEPER`, or any id
+    or organization in its reserved namespace): commands may not."""
+    return is_reserved(actor.id) or is_reserved(actor.organization)
 
 
 def _role_set(values: Iterable[Role | str]) -> frozenset[Role]:

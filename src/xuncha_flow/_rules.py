@@ -5,22 +5,29 @@ A guard is a named function of a :class:`GuardContext` that yields a
 concerned ("3 items unclaimed: P-12, P-17, P-31"). Definitions refer to guards by
 name; :data:`GUARDS` is the registry of the built-in ones.
 
+:func:`admit` is what every command passes first: it may not act in the engine's
+own name (:data:`~xuncha_flow.SWEEPER`), and its payload is validated with the
+dates the round allows (:class:`~xuncha_flow._payloads.DateWindow`).
+
 :func:`authorize` decides whether an actor may fire a transition: the role must be
 one the transition allows, an inspected organization acts only on its own items,
 a team only on the units it inspects, a lead's receiver only on leads sent to it,
 and for transitions marked ``independent`` (verify, close, reject, withdraw after
 feedback) the actor's organization must not be the one that rectifies.
+Organizations are compared with :func:`~xuncha_flow.same_organization`, and no
+command may act in the engine's own name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
+from ._commands import Command, refusal
 from ._definition import Definition
 from ._errors import NotFound, PermissionDenied, RuleViolation, SeparationOfDuties
 from ._model import Deadline, Item, Lead, Measure, RoundState, Unit
@@ -28,6 +35,7 @@ from ._payloads import (
     AddMeasure,
     CompleteMilestone,
     DailyReport,
+    DateWindow,
     DeliverFeedback,
     ExtendDeadline,
     RecordItem,
@@ -36,9 +44,12 @@ from ._payloads import (
     ReportLeadBack,
     TransferLead,
 )
-from ._roles import Actor, Role, RolePolicy
+from ._roles import Actor, Role, RolePolicy, is_engine_identity, same_organization
 
-__all__ = ["GUARDS", "GuardContext", "authorize", "unit_of"]
+if TYPE_CHECKING:
+    from ._process import Process
+
+__all__ = ["GUARDS", "GuardContext", "admit", "authorize", "unit_of"]
 
 Guard = Callable[["GuardContext"], Iterable[RuleViolation]]
 
@@ -140,11 +151,6 @@ def round_transfers_leads(ctx: GuardContext) -> Iterator[RuleViolation]:
             "round_transfers_leads",
             f"leads are transferred from on-site on, not in {ctx.round_state!r}",
         )
-    transferred = _p(ctx, TransferLead).transferred_on
-    if transferred > ctx.now.date():
-        yield RuleViolation(
-            "round_transfers_leads", f"transfer date {transferred} lies in the future"
-        )
 
 
 # -- unit ----------------------------------------------------------------------------
@@ -158,9 +164,6 @@ def unit_items_settled(ctx: GuardContext) -> Iterator[RuleViolation]:
 def feedback_date_valid(ctx: GuardContext) -> Iterator[RuleViolation]:
     delivered = _p(ctx, DeliverFeedback).delivered_on
     unit: Unit = ctx.record
-    today = ctx.now.date()
-    if delivered > today:
-        yield RuleViolation("feedback_date_valid", f"feedback date {delivered} lies in the future")
     if unit.onsite_start is not None and delivered < unit.onsite_start:
         yield RuleViolation(
             "feedback_date_valid",
@@ -317,7 +320,9 @@ def verified_submission(ctx: GuardContext) -> Iterator[RuleViolation]:
         )
     if ver is None:
         yield RuleViolation("verified_submission", f"item {item.id} is not verified")
-    elif ver.by.role not in ctx.policy.verifiers or ver.by.organization == unit.organization_id:
+    elif ver.by.role not in ctx.policy.verifiers or same_organization(
+        ver.by.organization, unit.organization_id
+    ):
         yield RuleViolation(
             "verified_submission", f"item {item.id} was verified by {ver.by}, who may not verify it"
         )
@@ -415,8 +420,6 @@ def extension_later(ctx: GuardContext) -> Iterator[RuleViolation]:
 def report_day_valid(ctx: GuardContext) -> Iterator[RuleViolation]:
     unit: Unit = ctx.record
     day = _p(ctx, DailyReport).day
-    if day > ctx.now.date():
-        yield RuleViolation("report_day_valid", f"a daily report for {day} lies in the future")
     since = unit.rectifying_since
     if since is not None and day < since.astimezone(ctx.now.tzinfo).date():
         yield RuleViolation("report_day_valid", f"{day} is before concentrated rectification began")
@@ -442,10 +445,6 @@ def report_after_transfer(ctx: GuardContext) -> Iterator[RuleViolation]:
         yield RuleViolation(
             "report_after_transfer",
             f"report-back date {reported} is before the transfer ({lead.transferred_on})",
-        )
-    if reported > ctx.now.date():
-        yield RuleViolation(
-            "report_after_transfer", f"report-back date {reported} lies in the future"
         )
 
 
@@ -496,7 +495,38 @@ GUARDS: dict[str, Guard] = {
 """The built-in guards by name."""
 
 
-# -- authorization -------------------------------------------------------------------
+# -- admission and authorization ----------------------------------------------------
+def admit(state: RoundState, process: Process, cmd: Command, now: datetime) -> BaseModel | None:
+    """What every command passes before it is decided (the engine calls it first):
+
+    * it does not act in the engine's own name (:data:`~xuncha_flow.SWEEPER`, or any
+      id or organization in its reserved namespace): :class:`PermissionDenied`;
+    * its payload is valid with the round's :class:`DateWindow` (dates as of ``now``
+      in the process's time zone): :class:`~xuncha_flow.InvalidCommand`, or
+      :class:`~xuncha_flow.LimitExceeded` for a part over its maximum.
+
+    Returns the validated payload (None for an event the definition does not know:
+    that is refused when the command is decided)."""
+    if is_engine_identity(cmd.actor):
+        raise PermissionDenied(
+            actor=cmd.actor.id,
+            role=cmd.actor.role.value,
+            event=cmd.event,
+            allowed_roles=(),
+            subject=f"{cmd.kind} {cmd.subject}",
+            reason="the engine's own identity (its sweeps) cannot be used by a command",
+        )
+    if not process.definition(cmd.kind).has_event(cmd.event):
+        return None
+    opened = state.round.opened_at if state.round is not None else None
+    window = DateWindow.around(now, process.deadlines.tz, opened)
+    model = process.payload_model(cmd.kind, cmd.event)
+    try:
+        return model.model_validate(cmd.payload, context={"dates": window})
+    except ValidationError as exc:
+        raise refusal(exc, f"invalid payload for {cmd.kind}.{cmd.event}", ["payload"]) from exc
+
+
 def unit_of(state: RoundState, kind: str, record: Any, payload: BaseModel) -> Unit | None:
     """The inspected unit a subject belongs to (for a creation event, the one its
     payload names). Raises :class:`NotFound` for a dangling reference."""
@@ -513,6 +543,23 @@ def unit_of(state: RoundState, kind: str, record: Any, payload: BaseModel) -> Un
             raise NotFound("item", item_id, state.stream)
         return state.units[state.items[item_id].unit_id]
     return None
+
+
+def _automatic(ctx: GuardContext, event: str) -> bool:
+    """Whether ``event`` on the subject is one the engine fires (a consequence of a
+    command), not one a command asks for."""
+    definition = ctx.definitions.get(ctx.kind)
+    if definition is None:
+        return False
+    if ctx.record is None:
+        create = definition.data.create
+        return create.automatic and event == create.event
+    try:
+        source = definition.state_by_value(ctx.record.state).name
+    except KeyError:
+        return False
+    candidates = definition.candidates(event, source)
+    return bool(candidates) and candidates[0].automatic
 
 
 def authorize(ctx: GuardContext, *, event: str, roles: frozenset[Role], independent: bool) -> None:
@@ -533,22 +580,27 @@ def authorize(ctx: GuardContext, *, event: str, roles: frozenset[Role], independ
 
     if actor.role not in roles:
         raise deny("")
+    asked = not _automatic(ctx, event)  # a command's own event, not a consequence
+    if asked and is_engine_identity(actor):
+        raise deny("the engine's own identity (its sweeps) cannot be used by a command")
     unit = unit_of(ctx.state, ctx.kind, ctx.record, ctx.payload)
     if unit is not None:
-        if actor.role is Role.INSPECTED_ORGANIZATION and actor.organization != unit.organization_id:
+        if actor.role is Role.INSPECTED_ORGANIZATION and not same_organization(
+            actor.organization, unit.organization_id
+        ):
             raise deny(
                 f"acts for {actor.organization!r}, but {label} belongs to {unit.organization_id!r}"
             )
         if (
             actor.role is Role.INSPECTION_TEAM
             and unit.team_id
-            and actor.organization != unit.team_id
+            and not same_organization(actor.organization, unit.team_id)
         ):
             raise deny(
                 f"team {actor.organization!r} does not inspect unit {unit.id} "
                 f"({unit.team_id!r} does)"
             )
-        if independent and actor.organization == unit.organization_id:
+        if independent and same_organization(actor.organization, unit.organization_id):
             raise deny(
                 f"{actor.organization!r} rectifies {label} and may not check its own work",
                 SeparationOfDuties,
@@ -556,7 +608,9 @@ def authorize(ctx: GuardContext, *, event: str, roles: frozenset[Role], independ
     if ctx.kind == "lead" and ctx.record is not None and actor.role in LEAD_ROLE.values():
         lead: Lead = ctx.record
         expected = LEAD_ROLE[lead.receiver]
-        if actor.role is not expected or actor.organization != lead.receiver_org:
+        if actor.role is not expected or not same_organization(
+            actor.organization, lead.receiver_org
+        ):
             raise deny(
                 f"lead {lead.id} was transferred to {lead.receiver_org!r} ({expected.value})"
             )
