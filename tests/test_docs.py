@@ -206,7 +206,7 @@ def test_roles_and_states_tables_cover_the_definition() -> None:
     assert any(
         r.startswith("| `verify` | 核验 | 已提交销号 `submitted` | 已核验 `verified` |")
         and "整改监督办公室 `supervision_office`" in r
-        and "independent of the unit" in r
+        and "independent of the organization concerned" in r
         for r in roles
     )
     states = states_table(d).splitlines()

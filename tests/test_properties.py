@@ -13,8 +13,9 @@ weekly bulletins) — and fires commands at it:
   closing, leads reconciled, publication, evaluation, archiving and reopening by a
   look-back;
 * ``wrong_actor`` — such a step fired by an actor who may not fire it (wrong role,
-  another unit's organization, another team, the wrong lead receiver, a verifier
-  from the rectifying organization): it must be refused with exactly
+  another unit's organization, another team, the wrong lead receiver, anyone of
+  the organization that owns the subject acting on it in another role than the
+  owner's, an impostor in the engine's own name): it must be refused with exactly
   :class:`PermissionDenied` or :class:`SeparationOfDuties`;
 * ``random_command`` — any event of any kind on any subject (existing or not), by
   any actor, with a valid, empty or broken payload, with or without a reason or
@@ -38,8 +39,12 @@ Events are checked once, in order, as they reach the log (``events_are_sound``):
 * the actor's role is one the definition allows for the transition taken (or the
   creation event), an automatic event is an automatic transition and only then,
   the actor acts for the subject's unit, team or lead as the rules require, and
-  an ``independent`` transition (verify, close, reject, withdraw after feedback)
-  was never fired from the rectifying organization;
+  no organization ever judged its own work: no command's event on a subject was
+  fired by an actor of the subject's owner (the unit's organization for its unit,
+  items and measures and for the deadlines and recommendations on them, the
+  receiver for a lead) except in the owner's own role, and never an
+  ``independent`` one (plan review, verify, close, reject, withdraw, long-term,
+  evaluation, extensions, pauses, decisions);
 * no stage moves backwards (lower rank) unless the transition is marked backward,
   and backward transitions are only the explicit reopen / return ones;
 * a transition that requires a reason has one;
@@ -83,6 +88,7 @@ from hypothesis.stateful import (
 
 from xuncha_flow import (
     DEFAULT_TIMEZONE,
+    SWEEPER,
     Actor,
     AfterContext,
     BeforeContext,
@@ -108,6 +114,7 @@ from xuncha_flow import (
     genesis_hash,
     outcome_figures,
     replay,
+    same_organization,
     snapshot,
 )
 from xuncha_flow._effects import apply_event, current  # replay() is a fold of apply_event
@@ -127,6 +134,8 @@ MAX_PROBLEMS = 3  # problems recorded per unit (refinement adds children)
 MAX_LEAVES = 5  # no refinement beyond this many leaf items per unit
 MAX_LEADS = 2
 REASON = "依据核查情况"
+IMPOSTOR = Actor(id="xuncha_flow.sweep", role=Role.SUPERVISION_OFFICE, organization="jdb")
+"""A command in the engine's own name (its sweeps'): always refused."""
 
 PROCESSES = {
     **{
@@ -424,6 +433,7 @@ class Scenario:
             c.functional("fd-2"),
             Actor(id="jw2-staff", role=Role.DISCIPLINE_COMMISSION, organization="jw-2"),
             *(c.team(t) for t in TEAMS),
+            IMPOSTOR,
         ]
         for unit in self.state.units.values():
             pool.append(c.unit(unit.organization_id))
@@ -450,34 +460,69 @@ class Scenario:
         else:
             spec = d.candidates(event, d.state_by_value(record.state).name)[0]
             roles, independent = spec.roles, spec.independent
-        if actor.role not in roles:
+        if actor.role not in roles or actor is IMPOSTOR:
             return PermissionDenied
         unit = self.unit_for(state, kind, subject, payload)
         if unit is not None:
-            if (
-                actor.role is Role.INSPECTED_ORGANIZATION
-                and actor.organization != unit.organization_id
+            if actor.role is Role.INSPECTED_ORGANIZATION and not same_organization(
+                actor.organization, unit.organization_id
             ):
                 return PermissionDenied
             if (
                 actor.role is Role.INSPECTION_TEAM
                 and unit.team_id
-                and actor.organization != unit.team_id
+                and not same_organization(actor.organization, unit.team_id)
             ):
                 return PermissionDenied
-            if independent and actor.organization == unit.organization_id:
-                return SeparationOfDuties
         if (
             kind == "lead"
             and record is not None
             and actor.role in RECEIVER_ROLE.values()
             and (
                 actor.role is not RECEIVER_ROLE[record.receiver]
-                or actor.organization != record.receiver_org
+                or not same_organization(actor.organization, record.receiver_org)
             )
         ):
             return PermissionDenied
+        if self.judges_own_work(state, actor, kind, subject, payload, independent):
+            return SeparationOfDuties
         return None
+
+    def owner(
+        self, state: RoundState, kind: str, subject: str, payload: dict[str, Any]
+    ) -> tuple[str, Role | None] | None:
+        """Who answers for a subject, and in which role it acts on it (None: it may
+        not act on it at all): the unit's organization for its unit, items and
+        measures (as the inspected organization) and for the deadlines and
+        recommendations on them (not at all); a lead's receiver for its lead."""
+        if kind in ("unit", "item", "measure"):
+            unit = self.unit_for(state, kind, subject, payload)
+            return (unit.organization_id, Role.INSPECTED_ORGANIZATION) if unit else None
+        if kind == "lead":
+            lead = state.leads.get(subject)
+            return (lead.receiver_org, RECEIVER_ROLE[lead.receiver]) if lead else None
+        if kind == "recommendation" and subject in state.recommendations:
+            return self.owner(state, "deadline", state.recommendations[subject].deadline_id, {})
+        if kind == "deadline" and subject in state.deadlines:
+            deadline = state.deadlines[subject]
+            found = self.owner(state, deadline.subject_kind, deadline.subject, {})
+            return (found[0], None) if found else None
+        return None
+
+    def judges_own_work(
+        self,
+        state: RoundState,
+        actor: Actor,
+        kind: str,
+        subject: str,
+        payload: dict[str, Any],
+        independent: bool,
+    ) -> bool:
+        """Whether ``actor`` would judge its own organization's work (the owner rule)."""
+        owner = self.owner(state, kind, subject, payload)
+        if owner is None or not same_organization(actor.organization, owner[0]):
+            return False
+        return independent or owner[1] is None or actor.role is not owner[1]
 
     # -- commands ----------------------------------------------------------------------
     def command(
@@ -1008,24 +1053,38 @@ class Scenario:
             assert unit is not None
         if unit is not None:
             if actor.role is Role.INSPECTED_ORGANIZATION:
-                assert actor.organization == unit.organization_id, f"{actor} acted for {unit.id}"
+                assert same_organization(actor.organization, unit.organization_id), (
+                    f"{actor} acted for {unit.id}"
+                )
             if actor.role is Role.INSPECTION_TEAM and unit.team_id:
-                assert actor.organization == unit.team_id, f"{actor} acted for {unit.id}"
+                assert same_organization(actor.organization, unit.team_id), (
+                    f"{actor} acted for {unit.id}"
+                )
             if spec is not None and spec.independent:
-                assert actor.organization != unit.organization_id, f"{actor} checked own work"
+                assert not same_organization(actor.organization, unit.organization_id), (
+                    f"{actor} checked own work"
+                )
         lead = before.leads.get(e.subject) if e.kind == "lead" else None
         if lead is not None and actor.role in RECEIVER_ROLE.values():
             assert actor.role is RECEIVER_ROLE[lead.receiver]
-            assert actor.organization == lead.receiver_org
+            assert same_organization(actor.organization, lead.receiver_org)
+        if not e.automatic:  # what a command asked for, not what the engine derived
+            assert actor != SWEEPER, f"{e.type} fired in the engine's name"
+            independent = spec is not None and spec.independent
+            assert not self.judges_own_work(
+                before, actor, e.kind, e.subject, e.payload, independent
+            ), f"{actor} ({actor.role.value}) judged its own work: {e.type} {e.subject}"
 
     def check_verified(self, item: Item, unit: Unit) -> None:
         sub, ver = item.submission, item.verification
         assert sub is not None, f"{item.id} closed without a submission"
         assert sub.evidence, f"{item.id} closed without evidence"
-        assert sub.by.organization == unit.organization_id
+        assert same_organization(sub.by.organization, unit.organization_id)
         assert ver is not None, f"{item.id} closed unverified"
         assert ver.by.role in self.verifiers, f"{item.id} verified by {ver.by.role.value}"
-        assert ver.by.organization != unit.organization_id, f"{item.id} verified by its unit"
+        assert not same_organization(ver.by.organization, unit.organization_id), (
+            f"{item.id} verified by its unit"
+        )
         assert ver.at >= sub.at
 
     def check_closed_items(self) -> None:

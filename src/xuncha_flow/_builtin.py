@@ -14,6 +14,13 @@ Which body verifies and closes items (and reviews plans) comes from the
 :class:`~xuncha_flow.RolePolicy`; everything else is fixed here. Guards are named
 and implemented in ``_rules.py``; the engine's follow-ups (transitions marked
 ``automatic``) in ``_effects.py``.
+
+Every act that judges an organization's work — deciding the inspection report on a
+unit, reviewing a plan, verifying, closing, rejecting, withdrawing, marking
+long-term, evaluating, ordering a second rectification, reconciling a lead,
+extending, pausing or resuming a deadline, deciding on a recommendation — is
+marked ``independent``: the inspected organization may never be given it, and no
+one of the organization it concerns (the unit's, or a lead's receiver) may fire it.
 """
 
 from __future__ import annotations
@@ -177,6 +184,7 @@ def _unit(policy: RolePolicy) -> dict[str, Any]:
                 "report_decided",
                 {Role.SECRETARY_MEETING},
                 "unit_items_settled",
+                independent=True,
             ),
             _t("deliver_feedback", "report_decided", "fed_back", TEAM, "feedback_date_valid"),
             _t("submit_plan", "fed_back", "plan_submitted", UNIT, "plan_complete"),
@@ -187,8 +195,16 @@ def _unit(policy: RolePolicy) -> dict[str, Any]:
                 review,
                 backward=True,
                 reason_required=True,
+                independent=True,
             ),
-            _t("approve_plan", "plan_submitted", "rectifying", review, "plan_complete"),
+            _t(
+                "approve_plan",
+                "plan_submitted",
+                "rectifying",
+                review,
+                "plan_complete",
+                independent=True,
+            ),
             _t(
                 "report_rectification",
                 "rectifying",
@@ -197,7 +213,7 @@ def _unit(policy: RolePolicy) -> dict[str, Any]:
                 "rectification_done",
             ),
             _t("publish", "rectification_reported", "published", UNIT),
-            _t("evaluate", "published", "evaluated", OFFICE | review),
+            _t("evaluate", "published", "evaluated", OFFICE | review, independent=True),
             _t(
                 "order_second_rectification",
                 "evaluated",
@@ -205,6 +221,7 @@ def _unit(policy: RolePolicy) -> dict[str, Any]:
                 review | {Role.LEADING_GROUP},
                 backward=True,
                 reason_required=True,
+                independent=True,
             ),
             _t(
                 "reopen",
@@ -285,6 +302,7 @@ def _item(policy: RolePolicy) -> dict[str, Any]:
                 "withdrawn",
                 TEAM | OFFICE,
                 reason_required=True,
+                independent=True,
             ),
             _t("feed_back", "confirmed", "fed_back", TEAM, automatic=True),
             _t("claim", "fed_back", "claimed", UNIT),
@@ -299,7 +317,7 @@ def _item(policy: RolePolicy) -> dict[str, Any]:
             _t("plan", "claimed", "planned", UNIT, "has_complete_measures", automatic=True),
             _t("unplan", "planned", "claimed", v, backward=True, automatic=True),
             _t("start", "planned", "rectifying", v, automatic=True),
-            _t("mark_long_term", "rectifying", "long_term", v),
+            _t("mark_long_term", "rectifying", "long_term", v, independent=True),
             _t("complete_milestone", "long_term", None, UNIT, "milestone_open"),
             _t(
                 "submit",
@@ -454,7 +472,7 @@ def _lead(policy: RolePolicy) -> dict[str, Any]:
             _t("start_check", "received", "checking", RECEIVERS),
             _t("conclude", "checking", "concluded", RECEIVERS),
             _t("report_back", "concluded", "reported_back", RECEIVERS, "report_after_transfer"),
-            _t("reconcile", "reported_back", "reconciled", OFFICE),
+            _t("reconcile", "reported_back", "reconciled", OFFICE, independent=True),
         ],
     }
 
@@ -481,8 +499,22 @@ def _deadline(policy: RolePolicy) -> dict[str, Any]:
         ),
         "create": {"event": "open", "roles": sorted(EVERYONE), "automatic": True},
         "transitions": [
-            _t("pause", "running", "paused", policy.approvers, reason_required=True),
-            _t("resume", "paused", "running", policy.approvers, reason_required=True),
+            _t(
+                "pause",
+                "running",
+                "paused",
+                policy.approvers,
+                reason_required=True,
+                independent=True,
+            ),
+            _t(
+                "resume",
+                "paused",
+                "running",
+                policy.approvers,
+                reason_required=True,
+                independent=True,
+            ),
             _t(
                 "extend",
                 ["running", "paused"],
@@ -490,6 +522,7 @@ def _deadline(policy: RolePolicy) -> dict[str, Any]:
                 policy.approvers,
                 "extension_later",
                 reason_required=True,
+                independent=True,
             ),
             _t("escalate", "running", None, SWEEPERS, automatic=True),
             _t("meet", ["running", "paused"], "met", EVERYONE, automatic=True),
@@ -511,8 +544,22 @@ def _recommendation(policy: RolePolicy) -> dict[str, Any]:
         "events": _events(recommend="提出建议", confirm="采纳", dismiss="不予采纳"),
         "create": {"event": "recommend", "roles": sorted(SWEEPERS), "automatic": True},
         "transitions": [
-            _t("confirm", "pending", "confirmed", policy.deciders, reason_required=True),
-            _t("dismiss", "pending", "dismissed", policy.deciders, reason_required=True),
+            _t(
+                "confirm",
+                "pending",
+                "confirmed",
+                policy.deciders,
+                reason_required=True,
+                independent=True,
+            ),
+            _t(
+                "dismiss",
+                "pending",
+                "dismissed",
+                policy.deciders,
+                reason_required=True,
+                independent=True,
+            ),
         ],
     }
 

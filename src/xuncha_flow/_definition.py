@@ -5,7 +5,10 @@ whether terminal), events, the creation event that brings a subject into being, 
 transitions (event, source states, target, guard names, roles allowed to fire it).
 :func:`Definition.build` checks it: exactly one initial state, no transition out of a
 terminal state, no unreachable state, no dead end, a terminal state reachable from
-every state, no unknown guard or role, no step backwards that is not marked as one.
+every state, no unknown guard or role, no step backwards that is not marked as one,
+and separation of duties: the inspected organization is given no transition marked
+``independent``, no transition of its own into a state only such a check enters
+(``verified``, ``closed``, ...), and no say over a deadline or a recommendation.
 Every failed check is collected into one :class:`~xuncha_flow.InvalidDefinition`
 that names the offending states.
 
@@ -109,7 +112,9 @@ class TransitionSpec(_Spec):
     reason_required: bool = False
     independent: bool = Field(
         default=False,
-        description="separation of duties: the actor may not belong to the rectifying unit",
+        description="separation of duties, an act of supervision: the inspected "
+        "organization may not be given it, and no actor of the organization it concerns "
+        "may fire it",
     )
 
     @field_validator("source", mode="before")
@@ -331,6 +336,7 @@ def _check(data: DefinitionData, known_guards: frozenset[str]) -> tuple[list[str
                     bad.add(src)
     for unused in sorted(events - used_events):
         problems.append(f"event {unused!r} is declared but never used")
+    problems += _separation_problems(data, bad)
 
     if len(initials) == 1:
         reached = _reach(initials[0], edges)
@@ -351,6 +357,46 @@ def _check(data: DefinitionData, known_guards: frozenset[str]) -> tuple[list[str
             problems.append(f"no terminal state is reachable from {stuck}")
             bad.update(stuck)
     return problems, bad
+
+
+SUPERVISED_KINDS = frozenset({"deadline", "recommendation"})
+"""Kinds moved only by supervision: the inspected organization has no say over them."""
+
+
+def _separation_problems(data: DefinitionData, bad: set[str]) -> list[str]:
+    """The organization that rectifies never checks its own work, whatever a custom
+    definition says: the inspected organization may not fire a transition marked
+    ``independent``, nor one of its own into a state that such a check enters (it
+    would verify or close by another name), nor anything on a deadline or a
+    recommendation (extend, pause, decide)."""
+    unit = Role.INSPECTED_ORGANIZATION
+    judged = {
+        t.dest for t in data.transitions if t.independent and not t.backward and t.dest is not None
+    }
+    problems: list[str] = []
+    for t in data.transitions:
+        if unit not in t.roles:
+            continue
+        where = f"transition {t.event!r} from {list(t.source)}"
+        if t.independent:
+            problems.append(
+                f"{where} is a check independent of the unit, but the inspected organization "
+                "may fire it (separation of duties)"
+            )
+            bad.update(t.source)
+        elif not t.automatic and t.dest in judged:
+            problems.append(
+                f"{where} lets the inspected organization move to {t.dest!r}, which only a "
+                "check independent of it enters (separation of duties)"
+            )
+            bad.update(t.source)
+        elif not t.automatic and data.kind in SUPERVISED_KINDS:
+            problems.append(
+                f"{where} lets the inspected organization act on a {data.kind}, which only "
+                "supervision moves (separation of duties)"
+            )
+            bad.update(t.source)
+    return problems
 
 
 def _reach(start: str, edges: Mapping[str, set[str]]) -> set[str]:

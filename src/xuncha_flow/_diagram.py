@@ -126,7 +126,7 @@ def _notes(t: TransitionSpec) -> str:
             ("automatic (自动)", t.automatic),
             ("backward (回退)", t.backward),
             ("reason required", t.reason_required),
-            ("independent of the unit", t.independent),
+            ("independent of the organization concerned", t.independent),
         )
         if on
     ]

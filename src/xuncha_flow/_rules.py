@@ -11,11 +11,17 @@ dates the round allows (:class:`~xuncha_flow._payloads.DateWindow`).
 
 :func:`authorize` decides whether an actor may fire a transition: the role must be
 one the transition allows, an inspected organization acts only on its own items,
-a team only on the units it inspects, a lead's receiver only on leads sent to it,
-and for transitions marked ``independent`` (verify, close, reject, withdraw after
-feedback) the actor's organization must not be the one that rectifies.
-Organizations are compared with :func:`~xuncha_flow.same_organization`, and no
-command may act in the engine's own name.
+a team only on the units it inspects, a lead's receiver only on leads sent to it.
+Then the owner rule: every subject has an owner — a unit, item or measure the
+unit's organization, a lead its receiver, a deadline or a recommendation the owner
+of what it times — and no organization supervises what it owns. An actor of the
+owner's organization acts on it only in the owner's own role (the inspected
+organization on its unit's matters, the receiver on its lead), never on a
+deadline or recommendation, and never on a transition marked ``independent``
+(plan review, verify, close, reject, withdraw, long-term, extensions and pauses,
+decisions). Organizations are compared with :func:`~xuncha_flow.same_organization`.
+The owner rule applies to what a command asks, not to the automatic events the
+engine derives from it (a launch moves every unit on site).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ from ._roles import Actor, Role, RolePolicy, is_engine_identity, same_organizati
 if TYPE_CHECKING:
     from ._process import Process
 
-__all__ = ["GUARDS", "GuardContext", "admit", "authorize", "unit_of"]
+__all__ = ["GUARDS", "GuardContext", "Owner", "admit", "authorize", "owner_of", "unit_of"]
 
 Guard = Callable[["GuardContext"], Iterable[RuleViolation]]
 
@@ -545,6 +551,65 @@ def unit_of(state: RoundState, kind: str, record: Any, payload: BaseModel) -> Un
     return None
 
 
+@attrs.frozen
+class Owner:
+    """Who answers for a subject: ``organization``, acting on it in ``role`` (None
+    when it may not act on it at all: a deadline or a recommendation)."""
+
+    organization: str
+    role: Role | None
+    label: str
+    """What the owner is, for messages: "rectifies item P-1", "received lead L-1"."""
+
+
+def _owner_of_subject(state: RoundState, kind: str, subject: str) -> str | None:
+    """The organization that answers for a subject named by kind and id, if it exists."""
+    unit: Unit | None = None
+    if kind == "unit":
+        unit = state.units.get(subject)
+    elif kind == "item" and subject in state.items:
+        unit = state.units.get(state.items[subject].unit_id)
+    elif kind == "measure" and subject in state.measures:
+        item = state.items.get(state.measures[subject].item_id)
+        unit = state.units.get(item.unit_id) if item is not None else None
+    elif kind == "lead" and subject in state.leads:
+        return state.leads[subject].receiver_org
+    return unit.organization_id if unit is not None else None
+
+
+def owner_of(
+    state: RoundState, kind: str, subject: str, record: Any, payload: BaseModel
+) -> Owner | None:
+    """The owner of a subject (for a creation event, of what its payload names), or
+    None: a round, a round-level deadline, a unit or a lead being created."""
+    if kind in ("unit", "item", "measure"):
+        unit = unit_of(state, kind, record, payload)
+        if unit is None:
+            return None
+        return Owner(
+            unit.organization_id, Role.INSPECTED_ORGANIZATION, f"rectifies {kind} {subject}"
+        )
+    if kind == "lead" and record is not None:
+        lead: Lead = record
+        return Owner(lead.receiver_org, LEAD_ROLE[lead.receiver], f"received lead {subject}")
+    timed: tuple[str, str] | None = None
+    if kind == "deadline" and record is not None:
+        timed = (record.subject_kind, record.subject)
+    elif kind == "recommendation" and record is not None:
+        deadline = state.deadlines.get(record.deadline_id)
+        timed = (
+            (deadline.subject_kind, deadline.subject)
+            if deadline is not None
+            else (record.subject_kind, record.subject)
+        )
+    if timed is None:
+        return None
+    organization = _owner_of_subject(state, *timed)
+    if organization is None:
+        return None
+    return Owner(organization, None, f"answers for {kind} {subject} (on {timed[0]} {timed[1]})")
+
+
 def _automatic(ctx: GuardContext, event: str) -> bool:
     """Whether ``event`` on the subject is one the engine fires (a consequence of a
     command), not one a command asks for."""
@@ -600,11 +665,6 @@ def authorize(ctx: GuardContext, *, event: str, roles: frozenset[Role], independ
                 f"team {actor.organization!r} does not inspect unit {unit.id} "
                 f"({unit.team_id!r} does)"
             )
-        if independent and same_organization(actor.organization, unit.organization_id):
-            raise deny(
-                f"{actor.organization!r} rectifies {label} and may not check its own work",
-                SeparationOfDuties,
-            )
     if ctx.kind == "lead" and ctx.record is not None and actor.role in LEAD_ROLE.values():
         lead: Lead = ctx.record
         expected = LEAD_ROLE[lead.receiver]
@@ -614,3 +674,13 @@ def authorize(ctx: GuardContext, *, event: str, roles: frozenset[Role], independ
             raise deny(
                 f"lead {lead.id} was transferred to {lead.receiver_org!r} ({expected.value})"
             )
+    if not asked:
+        return
+    owner = owner_of(ctx.state, ctx.kind, ctx.subject, ctx.record, ctx.payload)
+    if owner is None or not same_organization(actor.organization, owner.organization):
+        return
+    if independent or owner.role is None or actor.role is not owner.role:
+        raise deny(
+            f"{actor.organization!r} {owner.label} and may not check its own work",
+            SeparationOfDuties,
+        )
