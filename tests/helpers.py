@@ -191,6 +191,23 @@ class World:
     def actor(role: Role, organization: str, person: str = "someone") -> Actor:
         return Actor(id=person, role=role, organization=organization)
 
+    @property
+    def reviewer(self) -> Actor:
+        """A standing body of the policy's verifiers: it reviews plans and changes to
+        them (approves a measure added after approval, drops a measure of an approved
+        plan)."""
+        verifiers = self.engine.process.policy.verifiers
+        for role in (
+            Role.SUPERVISION_OFFICE,
+            Role.INSPECTION_OFFICE,
+            Role.DISCIPLINE_COMMISSION,
+            Role.ORGANIZATION_DEPARTMENT,
+        ):
+            actor = self.cast.standing(role)
+            if role in verifiers and actor is not None:
+                return actor
+        raise AssertionError(f"no standing body among the verifiers {sorted(verifiers)}")
+
     # -- firing ----------------------------------------------------------------------
     def do(self, kind: Any, subject: str, event: str, payload: Any = None, **kw: Any) -> Any:
         return self.drv.do(kind, subject, event, payload, **kw)
@@ -314,6 +331,16 @@ class World:
             **fields,
         }
         self.do("measure", measure_id, "add", {k: v for k, v in payload.items() if v is not None})
+        return measure_id
+
+    def add_approved_measure(
+        self, item_id: str, measure_id: str | None = None, *, due: date | None = None
+    ) -> str:
+        """Add a measure to an approved plan: the unit proposes it (待审核), the
+        reviewing body approves it."""
+        measure_id = self.add_measure(item_id, measure_id, due=due)
+        assert self.state.measures[measure_id].state == "proposed"
+        self.do("measure", measure_id, "approve")
         return measure_id
 
     def claim_all(self, unit_id: str) -> None:

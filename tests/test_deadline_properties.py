@@ -235,11 +235,11 @@ def _act(w: DWorld, action: str, arg: Any) -> None:
     elif action == "withdraw":
         w.do("item", arg, "withdraw", reason="经核实不属实")
     elif action == "add" and item.state == "rectifying":
-        w.add_measure(arg, f"M-{arg}-{len(item.measure_ids) + 1}", due=w.clock.today())
+        w.add_approved_measure(arg, f"M-{arg}-{len(item.measure_ids) + 1}", due=w.clock.today())
     elif action == "drop":
         live = [m for m in item.measure_ids if w.state.measures[m].state == "planned"]
-        if len(live) > 1:  # an item keeps at least one measure
-            w.do("measure", live[-1], "drop", reason="措施调整")
+        if len(live) > 1:  # an item keeps at least one measure; the plan is approved
+            w.do("measure", live[-1], "drop", reason="措施调整", actor=w.reviewer)
 
 
 def _stopped_subjects(w: DWorld) -> dict[str, int]:

@@ -877,7 +877,7 @@ def test_regression_a_reopened_immediate_fix_is_rectified_like_any_item() -> Non
     with pytest.raises(GuardRejected) as refused:  # a measure is needed now
         w.submit("P-1")
     assert "measures_done" in refused.value.rules
-    w.add_measure("P-1")
+    w.add_approved_measure("P-1")  # the plan is approved: the new measure is reviewed
     w.finish("P-1")
     assert w.item_state("P-1") == "closed"
 

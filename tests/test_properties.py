@@ -180,6 +180,7 @@ STEPS_BACK = frozenset(
         "order_second_rectification",
         "reopen",
         "drop",
+        "refuse",
         "revise",
         "report_progress",
         "publish_bulletin",
@@ -616,7 +617,9 @@ class Scenario:
             if unit.state in ("onsite", "reporting") and found < MAX_PROBLEMS:
                 out.append(Step("item", None, "record", unit.id))
         for item in s.leaves():
-            live = [m for m in item.measure_ids if s.measures[m].state != "dropped"]
+            live = [
+                m for m in item.measure_ids if s.measures[m].state not in ("dropped", "refused")
+            ]
             if item.state in PLANNABLE and not live:  # random_command adds more
                 out.append(Step("measure", None, "add", item.id))
         subjects: list[tuple[str, Any]] = [("round", s.round)]

@@ -579,7 +579,7 @@ def test_a_restarted_engine_fires_nothing_twice() -> None:
 def test_overdue_lists_running_deadlines_past_their_due_time() -> None:
     w = DWorld()
     w.planned({"U-1": ["P-1", "P-2"]})
-    w.add_measure("P-2", "M-P-2-2", due=date(2026, 6, 20))
+    w.add_approved_measure("P-2", "M-P-2-2", due=date(2026, 6, 20))
     assert w.engine.overdue() == []
     w.move_to(date(2026, 6, 27))
     assert [(r, d.id) for r, d in w.engine.overdue()] == [

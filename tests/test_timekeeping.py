@@ -203,19 +203,25 @@ def test_measure_deadlines_open_when_the_plan_is_approved() -> None:
     assert m1.due_at == datetime(2026, 6, 21, tzinfo=SH)
 
 
-def test_a_measure_added_after_approval_opens_its_deadline_at_once() -> None:
+def test_a_measure_added_after_approval_opens_its_deadline_once_it_is_approved() -> None:
     w = DWorld()
     w.planned({"U-1": ["P-1"]})
     w.add_measure("P-1", "M-late", due=date(2026, 8, 1))
+    assert w.state.measures["M-late"].state == "proposed"  # a change to the plan: reviewed
+    assert "measure_due:M-late" not in w.state.deadlines
+    (approved, opened) = w.do("measure", "M-late", "approve")
+    assert approved.actor == w.cast.supervision
+    assert (opened.type, opened.subject) == ("deadline.open", "measure_due:M-late")
     deadline = w.deadline("measure_due:M-late")
     assert (deadline.state, deadline.due) == ("running", date(2026, 8, 1))
+    assert deadline.start_at.date() == w.clock.today()  # it runs from the approval
 
 
 def test_completing_a_measure_meets_and_dropping_it_cancels_its_deadline() -> None:
     w = DWorld()
     w.planned({"U-1": ["P-1"]})
-    w.add_measure("P-1", "M-extra", due=date(2026, 8, 1))
-    w.do("measure", "M-extra", "drop", reason="与措施1重复")
+    w.add_approved_measure("P-1", "M-extra", due=date(2026, 8, 1))
+    w.do("measure", "M-extra", "drop", reason="与措施1重复", actor=w.reviewer)
     assert w.deadline("measure_due:M-extra").state == "cancelled"
     w.do_measures("P-1")
     assert w.deadline("measure_due:M-P-1-1").state == "met"
@@ -224,7 +230,7 @@ def test_completing_a_measure_meets_and_dropping_it_cancels_its_deadline() -> No
 def test_withdrawing_an_item_cancels_its_measure_deadlines() -> None:
     w = DWorld()
     w.planned({"U-1": ["P-1", "P-2"]})
-    w.add_measure("P-2", "M-P-2-2", due=date(2026, 7, 5))
+    w.add_approved_measure("P-2", "M-P-2-2", due=date(2026, 7, 5))
     w.do("measure", "M-P-2-2", "start")
     w.do("item", "P-2", "withdraw", reason="经核实不属实")
     assert w.deadline("measure_due:M-P-2-1").state == "cancelled"

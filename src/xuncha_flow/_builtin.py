@@ -7,7 +7,9 @@ Five definitions drive the five kinds of subject in a round:
 * ``unit`` — one inspected organization's own track from on-site onwards;
 * ``item`` — a problem (问题), with immediate fixes, refinement, long-term items,
   withdrawal, rejection and reopening by a look-back round;
-* ``measure`` — a rectification measure (整改措施) of exactly one item;
+* ``measure`` — a rectification measure (整改措施) of exactly one item; once the
+  unit's plan is approved, a measure the unit adds is a proposal (待审核) the
+  reviewing body approves or refuses, and only that body drops a measure;
 * ``lead`` — a transferred lead (问题线索) and its reconciliation (对账).
 
 Which body verifies and closes items (and reviews plans) comes from the
@@ -16,11 +18,12 @@ and implemented in ``_rules.py``; the engine's follow-ups (transitions marked
 ``automatic``) in ``_effects.py``.
 
 Every act that judges an organization's work — deciding the inspection report on a
-unit, reviewing a plan, verifying, closing, rejecting, withdrawing, marking
-long-term, evaluating, ordering a second rectification, reconciling a lead,
-extending, pausing or resuming a deadline, deciding on a recommendation — is
-marked ``independent``: the inspected organization may never be given it, and no
-one of the organization it concerns (the unit's, or a lead's receiver) may fire it.
+unit, reviewing a plan or a change to it, verifying, closing, rejecting,
+withdrawing, marking long-term, evaluating, ordering a second rectification,
+reconciling a lead, extending, pausing or resuming a deadline, deciding on a
+recommendation — is marked ``independent``: the inspected organization may never
+be given it, and no one of the organization it concerns (the unit's, or a lead's
+receiver) may fire it.
 """
 
 from __future__ import annotations
@@ -392,18 +395,24 @@ def _item(policy: RolePolicy) -> dict[str, Any]:
 
 
 def _measure(policy: RolePolicy) -> dict[str, Any]:
+    review = policy.verifiers
     return {
         "kind": "measure",
         "name": "measure",
         "version": VERSION,
         "states": [
-            _s("planned", "已计划", 0, initial=True),
-            _s("in_progress", "推进中", 1),
-            _s("done", "已完成", 2, terminal=True),
-            _s("dropped", "已取消", 3, terminal=True),
+            _s("proposed", "待审核", 0, initial=True),
+            _s("planned", "已计划", 1),
+            _s("in_progress", "推进中", 2),
+            _s("done", "已完成", 3, terminal=True),
+            _s("dropped", "已取消", 4, terminal=True),
+            _s("refused", "未通过审核", 4, terminal=True),
         ],
         "events": _events(
             add="制定措施",
+            include="纳入整改方案",
+            approve="审核通过",
+            refuse="审核不通过",
             revise="修改措施",
             start="开始实施",
             report_progress="报告进展",
@@ -416,9 +425,22 @@ def _measure(policy: RolePolicy) -> dict[str, Any]:
             "guards": ["item_accepts_measures", "due_after_feedback"],
         },
         "transitions": [
+            # before the plan is approved a measure is part of the plan under review;
+            # after, a measure the unit adds waits for the reviewing body
+            _t("include", "proposed", "planned", UNIT, automatic=True),
+            _t("approve", "proposed", "planned", review, "item_open", independent=True),
+            _t(
+                "refuse",
+                "proposed",
+                "refused",
+                review,
+                "item_open",
+                reason_required=True,
+                independent=True,
+            ),
             _t(
                 "revise",
-                ["planned", "in_progress"],
+                ["proposed", "planned", "in_progress"],
                 None,
                 UNIT,
                 "item_open",
@@ -430,10 +452,11 @@ def _measure(policy: RolePolicy) -> dict[str, Any]:
             _t("complete", "in_progress", "done", UNIT, "item_open"),
             _t(
                 "drop",
-                ["planned", "in_progress"],
+                ["proposed", "planned", "in_progress"],
                 "dropped",
-                UNIT | policy.verifiers,
+                UNIT | review,
                 "item_open",
+                "plan_change_reviewed",
                 reason_required=True,
             ),
         ],

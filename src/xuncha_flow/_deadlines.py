@@ -259,7 +259,10 @@ EVALUATION = (
     "one city: evaluation within a month after concentrated rectification ends "
     "[practice] (DOMAIN.md §3.9)"
 )
-MEASURE_DUE = "each measure's due date set by the unit in its plan (DOMAIN.md §4)"
+MEASURE_DUE = (
+    "each measure's due date set by the unit in its plan (DOMAIN.md §4); a measure "
+    "added after the plan's approval runs from the approval of that change"
+)
 HALF_TIME = "时间过半、任务过半: at half the window, half the items done [practice] (DOMAIN.md §5)"
 
 
@@ -313,7 +316,7 @@ def _standard_rules(ladder: str, *, report_months: int) -> tuple[DeadlineRule, .
             label="整改措施到期",
             source=MEASURE_DUE,
             subject="measure",
-            anchors=("unit.approve_plan", "measure.add"),
+            anchors=("unit.approve_plan", "measure.approve"),
             due_field="measure.due_date",
             met_by=("measure.complete",),
             cancelled_by=("measure.drop",),

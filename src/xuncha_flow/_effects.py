@@ -9,7 +9,8 @@ subject is really in.
 
 :func:`follow_ups` lists the automatic transitions an event causes (feedback
 delivered → every confirmed item fed back; last child closed → parent closed; an
-item reopened by a look-back → its unit and round back to rectification; ...).
+item reopened by a look-back → its unit and round back to rectification; a measure
+added before the plan's approval → included in the plan; ...).
 """
 
 from __future__ import annotations
@@ -522,6 +523,12 @@ def follow_ups(state: RoundState, event: Event, name: str) -> list[FollowUp]:
             rnd = state.round
             if rnd is not None and rnd.state in ("publish", "evaluate", "closed"):
                 out.append(("round", rnd.id, "reopen"))
+    elif kind == "measure" and name == "add":
+        # a measure added before the unit's plan is approved is part of the plan the
+        # approval reviews; one added after waits for the reviewing body (approve)
+        unit = state.units[state.items[state.measures[subject].item_id].unit_id]
+        if unit.plan_approved_at is None:
+            out.append(("measure", subject, "include"))
     elif kind == "item":
         item = state.items[subject]
         parent = state.items.get(item.parent_id) if item.parent_id else None

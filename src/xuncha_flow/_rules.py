@@ -64,6 +64,9 @@ ITEM_DONE = frozenset({"closed", "withdrawn"})
 ITEM_PLANNABLE = frozenset({"claimed", "planned", "rectifying", "long_term"})
 ITEM_SETTLED_FOR_REPORT = frozenset({"confirmed", "closed", "withdrawn"})
 MEASURE_LIVE = frozenset({"planned", "in_progress", "done"})
+MEASURE_PROPOSED = "proposed"
+"""A measure awaiting review (待审核): one the unit added after its plan was approved
+(before, a measure is included in the plan under review at once)."""
 LEAD_ROLE = {
     "discipline_commission": Role.DISCIPLINE_COMMISSION,
     "organization_department": Role.ORGANIZATION_DEPARTMENT,
@@ -238,13 +241,19 @@ def _unit_state_in(rule: str, states: tuple[str, ...], what: str) -> Guard:
     return guard
 
 
+def _proposed(state: RoundState, item: Item) -> list[Measure]:
+    return [
+        state.measures[m] for m in item.measure_ids if state.measures[m].state == MEASURE_PROPOSED
+    ]
+
+
 def no_live_measures(ctx: GuardContext) -> Iterator[RuleViolation]:
     """A problem is refined before it is planned: its measures would belong to
     nothing once it is split into children."""
     item: Item = ctx.record
     yield from _violation(
         "no_live_measures",
-        _measures(ctx.state, item),
+        [*_measures(ctx.state, item), *_proposed(ctx.state, item)],
         "measure",
         f"still planned for {item.id}: drop them, then refine",
     )
@@ -291,6 +300,12 @@ def measures_done(ctx: GuardContext) -> Iterator[RuleViolation]:
         yield RuleViolation("measures_done", f"item {item.id} has no measure", (item.id,))
     yield from _violation(
         "measures_done", [m for m in measures if m.state != "done"], "measure", "not done"
+    )
+    yield from _violation(
+        "measures_done",
+        _proposed(ctx.state, item),
+        "measure",
+        "awaiting review (approve, refuse or drop it first)",
     )
 
 
@@ -395,12 +410,31 @@ def due_fixed_after_approval(ctx: GuardContext) -> Iterator[RuleViolation]:
     moves only by an approved extension (``deadline.extend``), never by a revision."""
     if "due_date" not in ctx.payload.model_fields_set:
         return
+    if ctx.record is not None and ctx.record.state == MEASURE_PROPOSED:
+        return  # a proposal under review: its deadline opens when it is approved
     unit = unit_of(ctx.state, ctx.kind, ctx.record, ctx.payload)
     if unit is not None and unit.plan_approved_at is not None:
         yield RuleViolation(
             "due_fixed_after_approval",
             f"the plan of unit {unit.id} is approved: the due date of {ctx.subject} moves only "
             "by an approved extension of its deadline",
+        )
+
+
+def plan_change_reviewed(ctx: GuardContext) -> Iterator[RuleViolation]:
+    """Once a unit's plan is approved, a changed plan goes back to review: the unit
+    may withdraw its own proposals (measures still awaiting review), but a measure of
+    the approved plan is dropped only by the reviewing body."""
+    measure: Measure = ctx.record
+    if ctx.actor.role is not Role.INSPECTED_ORGANIZATION or measure.state == MEASURE_PROPOSED:
+        return
+    unit = unit_of(ctx.state, ctx.kind, ctx.record, ctx.payload)
+    if unit is not None and unit.plan_approved_at is not None:
+        yield RuleViolation(
+            "plan_change_reviewed",
+            f"the plan of unit {unit.id} is approved: {measure.id} is dropped by the body "
+            "that reviews the plan, with a reason, not by the unit",
+            (measure.id,),
         )
 
 
@@ -496,6 +530,7 @@ GUARDS: dict[str, Guard] = {
     "report_after_transfer": report_after_transfer,
     "extension_later": extension_later,
     "due_fixed_after_approval": due_fixed_after_approval,
+    "plan_change_reviewed": plan_change_reviewed,
     "report_day_valid": report_day_valid,
 }
 """The built-in guards by name."""

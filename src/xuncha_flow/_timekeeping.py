@@ -134,6 +134,8 @@ def _open(
 ) -> FollowUp | None:
     if running(state, rule.name, subject) is not None or not _conditions_hold(state, rule, subject):
         return None
+    if rule.subject == "measure" and state.measures[subject].state not in LIVE_MEASURE:
+        return None  # a proposal awaiting review has no deadline until it is approved
     start = _start_date(event, rule, policy)
     due = _due_date(state, rule, subject, start, calendars)
     if due is None:

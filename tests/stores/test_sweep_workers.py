@@ -194,10 +194,11 @@ def test_a_round_that_cannot_be_loaded_is_reported_and_does_not_stop_the_others(
     b = DWorld(round_id="R-B", engine=a.engine, clock=a.clock, start=a.clock.now())
     a.planned({"U-1": ["P-1"]})
     b.planned({"U-1": ["P-1"]})
+    planned = next(e.version for e in a.events() if e.type == "item.plan")
     with log.bind.begin() as conn:  # damage one event of R-A
         conn.exec_driver_sql(
             "UPDATE xuncha_events SET body = replace(body, 'P-1', 'P-9') "
-            "WHERE stream = 'R-A' AND version = 20"
+            f"WHERE stream = 'R-A' AND version = {planned}"
         )
     a.clock.set(a.deadline("measure_due:M-P-1-1").due_at)
     with sqlite_log(path) as store:
