@@ -882,25 +882,18 @@ class Engine:
         )
 
     def _decide(self, state: RoundState, process: Process, cmd: Command, now: datetime) -> Plan:
-        admit(state, process, cmd, now)  # not in the engine's name; payload dates in the window
+        # not in the engine's name; the payload valid, its dates in the round's window
+        admitted = admit(state, process, cmd, now)
         kind, name = cmd.kind, cmd.event
         definition = process.definition(kind)
-        if not definition.has_event(name):
+        if admitted is None:
             known = ", ".join(e.name for e in definition.events)
             message = f"unknown event {name!r} for a {kind}; known: {known}"
             raise InvalidCommand(
                 message, [{"loc": ["event"], "msg": message, "type": "unknown_event"}]
             )
-        model = process.payload_model(kind, name)
-        try:
-            payload = model.model_validate(cmd.payload)
-        except ValidationError as exc:
-            errors = [
-                {"loc": ["payload", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                for e in exc.errors()
-            ]
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-            raise InvalidCommand(f"invalid payload for {kind}.{name}: {detail}", errors) from exc
+        payload = admitted
+        model = type(payload)
         creating = name == definition.data.create.event
         if kind == "round":
             if cmd.subject != cmd.round_id:

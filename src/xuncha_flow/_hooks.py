@@ -14,9 +14,9 @@ The order, for every command (tested in ``tests/test_hooks.py``):
 5. **after hooks** run, in registration order, with all the command's events and
    the new state, inside the command's unit of work: if one raises, the state is
    rolled back and nothing is written;
-6. **notifiers** (:meth:`Hooks.notify`) make the command's outbox messages, besides
-   the ladder's own (:mod:`xuncha_flow._outbox`); they only build messages and send
-   nothing;
+6. **notifiers** (:meth:`Hooks.notify`) make the command's outbox messages,
+   besides the ladder's own (topics warning, overdue, recommendation, decision);
+   they only build messages and send nothing;
 7. the events, the round's next due time and the messages are recorded in one
    atomic step; a :class:`~xuncha_flow.ConcurrencyConflict` also rolls the state
    back (and the messages are never seen);
