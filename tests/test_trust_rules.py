@@ -182,6 +182,19 @@ def test_a_unit_withdraws_its_own_proposal_and_the_reviewer_drops_an_approved_me
     assert w.deadline("measure_due:M-P-1-1").state == "cancelled"
 
 
+def test_the_round_driver_picks_the_body_the_rules_want() -> None:
+    """Both the unit and the reviewer may drop a measure; after approval the rules
+    want the reviewer, and the test kit's driver picks it."""
+    w = DWorld()
+    w.planned({"U-1": ["P-1"]})
+    assert w.drv.candidates("measure", "M-P-1-1", "drop") == [w.unit_actor("U-1"), w.reviewer]
+    (event,) = w.drv.do("measure", "M-P-1-1", "drop", reason="与整改方案调整一致")[:1]
+    assert event.actor == w.reviewer
+    w.add_measure("P-1", "M-P-1-2")
+    (event,) = w.drv.do("measure", "M-P-1-2", "drop", reason="撤回新增措施")[:1]
+    assert event.actor == w.unit_actor("U-1")  # its own proposal: the unit, preferred
+
+
 @pytest.mark.parametrize(
     ("organization", "error"),
     [

@@ -21,6 +21,7 @@ from ._clock import ManualClock
 from ._commands import SubjectKind
 from ._effects import current
 from ._engine import Engine
+from ._errors import GuardRejected, PermissionDenied
 from ._events import Event
 from ._roles import Actor, Role
 from ._rules import LEAD_ROLE
@@ -112,6 +113,13 @@ class RoundDriver:
     def actor_for(self, kind: SubjectKind, subject: str, event: str, payload: Any = None) -> Actor:
         """An actor allowed to fire ``event`` on the subject, preferring the unit itself,
         then its team, then the verifier, the office and the leading bodies."""
+        return next(iter(self.candidates(kind, subject, event, payload)), self.cast.office)
+
+    def candidates(
+        self, kind: SubjectKind, subject: str, event: str, payload: Any = None
+    ) -> list[Actor]:
+        """Every actor whose role may fire ``event`` on the subject, in the order of
+        preference of :meth:`actor_for`."""
         state = self.engine.state(self.round_id) if kind != "round" or event != "open" else None
         process = self.engine.process if state is None else self.engine.process_of(self.round_id)
         definition = process.definition(kind)
@@ -124,24 +132,27 @@ class RoundDriver:
             specs = definition.candidates(event, source)
             roles = specs[0].roles if specs else frozenset()
         unit = self._unit_of(kind, subject, payload)
+        found: list[Actor] = []
         for role in _PREFERENCE:
             if role not in roles:
                 continue
             if role is Role.INSPECTED_ORGANIZATION and unit is not None:
-                return self.cast.unit(unit[0])
-            if role is Role.INSPECTION_TEAM and unit is not None and unit[1]:
-                return self.cast.team(unit[1])
-            if role in LEAD_ROLE.values() and kind == "lead" and state is not None:
+                found.append(self.cast.unit(unit[0]))
+            elif role is Role.INSPECTION_TEAM and unit is not None and unit[1]:
+                found.append(self.cast.team(unit[1]))
+            elif role in LEAD_ROLE.values() and kind == "lead" and state is not None:
                 lead = state.leads[subject]
-                return Actor(
-                    id=f"{lead.receiver_org}-staff",
-                    role=LEAD_ROLE[lead.receiver],
-                    organization=lead.receiver_org,
-                )
-            standing = self.cast.standing(role)
-            if standing is not None:
-                return standing
-        return self.cast.office
+                if LEAD_ROLE[lead.receiver] is role:
+                    found.append(
+                        Actor(
+                            id=f"{lead.receiver_org}-staff",
+                            role=role,
+                            organization=lead.receiver_org,
+                        )
+                    )
+            elif (standing := self.cast.standing(role)) is not None:
+                found.append(standing)
+        return found
 
     def _unit_of(self, kind: str, subject: str, payload: Any) -> tuple[str, str | None] | None:
         if kind == "round":
@@ -175,8 +186,10 @@ class RoundDriver:
         reason: str | None = None,
         attachments: Sequence[str] = (),
     ) -> tuple[Event, ...]:
-        """Fire ``event`` on the subject, as ``actor`` or as a suitable one."""
-        who = actor or self.actor_for(kind, subject, event, payload)
+        """Fire ``event`` on the subject, as ``actor`` or as a suitable one: the first
+        of :meth:`candidates` whose command the engine would accept (the rules may
+        want a particular body, e.g. a plan changed after approval is the reviewer's)."""
+        who = actor or self._suitable(kind, subject, event, payload, reason, attachments)
         return self.engine.fire(
             who,
             self.round_id,
@@ -188,6 +201,43 @@ class RoundDriver:
             attachments=attachments,
             command_id=self._command_id(),
         )
+
+    def _suitable(
+        self,
+        kind: SubjectKind,
+        subject: str,
+        event: str,
+        payload: BaseModel | Mapping[str, Any] | None,
+        reason: str | None,
+        attachments: Sequence[str],
+    ) -> Actor:
+        found = self.candidates(kind, subject, event, payload)
+        if len(found) < 2:
+            return found[0] if found else self.cast.office
+        data = (
+            payload.model_dump(mode="json", exclude_unset=True)
+            if isinstance(payload, BaseModel)
+            else dict(payload or {})
+        )
+        for who in found:
+            try:
+                self.engine.preview(
+                    {
+                        "command_id": f"{self.prefix}:preview",
+                        "round_id": self.round_id,
+                        "kind": kind,
+                        "subject": subject,
+                        "event": event,
+                        "actor": who,
+                        "payload": data,
+                        "reason": reason,
+                        "attachments": tuple(attachments),
+                    }
+                )
+            except (PermissionDenied, GuardRejected):
+                continue
+            return who
+        return found[0]  # none would do: let the first show why
 
     def round(
         self, event: str, payload: BaseModel | Mapping[str, Any] | None = None, **kwargs: Any
