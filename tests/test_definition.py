@@ -479,7 +479,7 @@ def test_to_data_round_trips_the_data(kind: str) -> None:
 
 def test_version_id_shape() -> None:
     d = Definition.build(builtin("item"), guards=GUARDS)
-    assert re.fullmatch(r"problem-item@1#[0-9a-f]{12}", d.version_id)
+    assert re.fullmatch(r"problem-item@2#[0-9a-f]{12}", d.version_id)
     assert d.version_id.endswith(d.fingerprint[:12])
     assert len(d.fingerprint) == 64
     assert repr(d) == f"<Definition {d.version_id}>"
@@ -499,7 +499,7 @@ def test_same_data_same_fingerprint() -> None:
         lambda d: state(d, "closed").update(value="cleared"),
         lambda d: transition(d, "claim")["guards"].append("evidence_attached"),
         lambda d: transition(d, "verify").update(roles=["inspection_office"]),
-        lambda d: d.update(version="2"),
+        lambda d: d.update(version="3"),
     ],
     ids=["label", "stored-value", "guard", "roles", "version"],
 )

@@ -23,6 +23,7 @@ import pytest
 
 import xuncha_flow
 from xuncha_flow import Definition, Process, RolePolicy, XunchaError, mermaid
+from xuncha_flow._builtin import VERSION
 from xuncha_flow._diagram import roles_table, states_table
 from xuncha_flow._process import KINDS
 from xuncha_flow._rules import GUARDS
@@ -195,7 +196,7 @@ def test_diagram_is_deterministic_and_independent_of_the_process_instance() -> N
     a = [mermaid(Process.standard().definition(k)) for k in KINDS]
     b = [mermaid(Process.standard().definition(k)) for k in KINDS]
     assert a == b
-    assert a[0].startswith("stateDiagram-v2\n    %% round version 1\n")
+    assert a[0].startswith(f"stateDiagram-v2\n    %% round version {VERSION}\n")
 
 
 def test_roles_and_states_tables_cover_the_definition() -> None:

@@ -35,7 +35,9 @@ from ._roles import Role, RolePolicy
 
 __all__ = ["VERSION", "builtin_definitions"]
 
-VERSION = "1"
+VERSION = "2"
+"""The built-in definitions' version: 2 added measures under review after a plan
+is approved and marked every act that judges an organization's work independent."""
 
 TEAM = {Role.INSPECTION_TEAM}
 OFFICE = {Role.INSPECTION_OFFICE}
