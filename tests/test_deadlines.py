@@ -636,3 +636,22 @@ def test_a_policy_time_zone_sets_the_day_boundaries_of_deadlines() -> None:
     assert plan.due == date(2026, 6, 11)
     assert plan.due_at == datetime(2026, 6, 12, tzinfo=UTC)
     assert plan.start_at == datetime(2026, 5, 11, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"amount": 10**9, "unit": "calendar_days"},
+        {"amount": 3661, "unit": "months"},
+        {"amount": -1, "unit": "working_days"},
+    ],
+)
+def test_a_duration_beyond_ten_years_is_refused_when_the_policy_is_built(
+    data: dict[str, object],
+) -> None:
+    """A far duration in a host's policy made deadline arithmetic overflow (a raw
+    ``OverflowError``) at the command that opened the deadline."""
+    with pytest.raises(ValidationError) as refused:
+        Duration.model_validate(data)
+    assert [e["loc"] for e in refused.value.errors()] == [("amount",)]
+    assert Duration.model_validate({"amount": 3660, "unit": "calendar_days"}).amount == 3660

@@ -62,7 +62,10 @@ class _Data(BaseModel):
 
 
 class Duration(_Data):
-    amount: int = Field(ge=0)
+    """A time limit: ``amount`` calendar days, months or working days (at most ten
+    years' worth of any unit, so deadline arithmetic never leaves the calendar)."""
+
+    amount: int = Field(ge=0, le=3660)
     unit: DurationUnit
 
     def __str__(self) -> str:
@@ -78,14 +81,17 @@ class Rung(_Data):
     label: str = Field(min_length=1)
     kind: Literal["warning", "overdue", "recommendation"]
     at: Literal["start", "due", "fraction"] = "due"
-    days: int = 0
+    days: int = Field(default=0, ge=-3660, le=3660)
     fraction: float | None = Field(default=None, gt=0, lt=1)
     recipients: tuple[Recipient, ...] = ()
     recommends: str | None = Field(
         default=None, description="what a recommendation proposes: accountability, talk, ..."
     )
     final_days: int | None = Field(
-        default=None, ge=1, description="a new final date this many days after the due date"
+        default=None,
+        ge=1,
+        le=3660,
+        description="a new final date this many days after the due date",
     )
     check: str | None = Field(
         default=None, description="a named check: when it holds, the rung is recorded as passed"
