@@ -43,12 +43,15 @@ from xuncha_flow import (
     HmacKey,
     Hooks,
     InvalidArgument,
+    InvalidCommand,
+    LimitExceeded,
     LogCorrupted,
     LogReport,
     Message,
     Process,
     Role,
     SchemaMismatch,
+    SeparationOfDuties,
     make_checkpoints,
     replay,
 )
@@ -668,6 +671,41 @@ class StoreContract:
         assert other.sweep().events == ()  # and it is done
         assert w.log_firings() == [(deadline, "green"), (deadline, "yellow"), (deadline, "red")]
         assert other.state(w.round_id) == w.engine.replay(w.round_id)
+
+    # -- refused commands ------------------------------------------------------------
+    def test_refused_commands_write_nothing(self, open_store: OpenStore) -> None:
+        """Separation of duties, ids, caps and values are the engine's, but every
+        store must end up with nothing of a refused command: no event, no message."""
+        store = open_store()
+        engine = engine_on(store)
+        open_round(engine, "R-1")
+        record_item(engine, "R-1", "U-1", "P-1", "cmd-p1")
+        version = store.version("R-1")
+        own_office = Actor(id="insider", role=Role.INSPECTION_OFFICE, organization="ORG-u-1")
+        team = Cast().team("team-1")
+        base = {"round_id": "R-1", "kind": "item", "subject": "P-1", "actor": team}
+        refused: list[tuple[dict[str, Any], type[Exception]]] = [
+            ({**base, "event": "withdraw", "actor": own_office}, SeparationOfDuties),
+            ({**base, "event": "confirm", "subject": "P#1"}, InvalidCommand),
+            ({**base, "event": "confirm", "reason": "原因\x00"}, InvalidCommand),
+            (
+                {
+                    **base,
+                    "subject": "P-2",
+                    "event": "record",
+                    "payload": {"unit_id": "U-1", "description": "长" * 300_000},
+                },
+                LimitExceeded,
+            ),
+        ]
+        for n, (command, error) in enumerate(refused):
+            with pytest.raises(error):
+                engine.execute({**command, "command_id": f"refused-{n}"})
+        assert store.version("R-1") == version
+        assert store.messages() == []
+        assert store.verify().ok
+        record_item(engine, "R-1", "U-1", "P-2", "cmd-p2")  # and it goes on working
+        assert store.version("R-1") == version + 1
 
     # -- snapshots -------------------------------------------------------------------
     def test_a_reopened_engine_loads_the_snapshot_and_the_tail(
