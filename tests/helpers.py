@@ -16,7 +16,7 @@ Dates are relative to the clock's start, so a world may start in any year.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from xuncha_flow import (
     Event,
     EventLog,
     Hooks,
+    InMemoryEventLog,
     Process,
     Role,
     RolePolicy,
@@ -40,6 +41,7 @@ __all__ = [
     "START",
     "UNITS",
     "Driver",
+    "PlainLog",
     "World",
     "at",
     "fingerprint",
@@ -402,3 +404,23 @@ class World:
         for unit_id in units:
             self.do("unit", unit_id, "evaluate", {"score": "92.5", "grade": "good"})
         self.round("close")
+
+
+class PlainLog(EventLog):
+    """A minimal adapter: the four abstract methods, over an in-memory log, and
+    nothing else (no due index, no outbox)."""
+
+    def __init__(self) -> None:
+        self.inner = InMemoryEventLog()
+
+    def append(self, stream: str, expected_version: int, events: Sequence[Event]) -> None:
+        self.inner.append(stream, expected_version, events)
+
+    def read(self, stream: str, after: int = 0) -> Iterator[Event]:
+        return self.inner.read(stream, after)
+
+    def streams(self) -> list[str]:
+        return self.inner.streams()
+
+    def version(self, stream: str) -> int:
+        return self.inner.version(stream)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from helpers import PlainLog
 from xuncha_flow import (
     DEFAULT_TIMEZONE,
     ConcurrencyConflict,
@@ -449,23 +450,7 @@ def test_the_in_memory_due_index_leases_streams_to_one_worker_at_a_time() -> Non
 
 
 def test_an_event_log_without_a_due_index_leaves_sweeps_to_the_engine() -> None:
-    class Plain(EventLog):
-        def __init__(self) -> None:
-            self.inner = InMemoryEventLog()
-
-        def append(self, stream: str, expected_version: int, events: Any) -> None:
-            self.inner.append(stream, expected_version, events)
-
-        def read(self, stream: str, after: int = 0) -> Any:
-            return self.inner.read(stream, after)
-
-        def streams(self) -> list[str]:
-            return self.inner.streams()
-
-        def version(self, stream: str) -> int:
-            return self.inner.version(stream)
-
-    log = Plain()
+    log = PlainLog()
     chain = list(make_engine("R-p").log.read("R-p"))
     log.record("R-p", 0, chain, due=at(3, 1))  # the default just appends
     assert log.version("R-p") == len(chain)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from deadline_helpers import DWorld, only_rules
-from helpers import ROUND
+from helpers import ROUND, PlainLog
 from xuncha_flow import (
     BUILTIN_TOPICS,
     AfterContext,
@@ -22,7 +22,6 @@ from xuncha_flow import (
     DeadlinePolicy,
     Engine,
     Event,
-    EventLog,
     HookFailed,
     Hooks,
     InMemoryEventLog,
@@ -199,24 +198,8 @@ def test_a_notifier_takes_a_topic_of_its_own(topic: str) -> None:
 
 
 def test_a_log_without_an_outbox_refuses_messages_rather_than_lose_them() -> None:
-    class Plain(EventLog):
-        def __init__(self) -> None:
-            self.inner = InMemoryEventLog()
-
-        def append(self, stream: str, expected_version: int, events: Sequence[Event]) -> None:
-            self.inner.append(stream, expected_version, events)
-
-        def read(self, stream: str, after: int = 0) -> Any:
-            return self.inner.read(stream, after)
-
-        def streams(self) -> list[str]:
-            return self.inner.streams()
-
-        def version(self, stream: str) -> int:
-            return self.inner.version(stream)
-
     w = _planned()
-    log = Plain()
+    log = PlainLog()
     events = w.events()
     message = Message(
         key="k",

@@ -56,6 +56,7 @@ from xuncha_flow import (
     replay,
 )
 from xuncha_flow._events import DEFAULT_HASH, genesis_hash, seal
+from xuncha_flow._outbox import message_for
 from xuncha_flow._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore, state_to_json
 from xuncha_flow.stores import SCHEMA_VERSION, SqlEventLog, SqlSnapshotStore
 from xuncha_flow.stores._projections import Projector, rung_rows
@@ -135,15 +136,8 @@ def reseal_from(
 
 def note(event: Event, topic: str = "warning") -> Message:
     """The outbox message ``event`` makes on ``topic``."""
-    return Message(
-        key=f"{event.id}:{topic}",
-        stream=event.stream,
-        version=event.version,
-        topic=topic,
-        event_type=event.type,
-        subject=event.subject,
-        body={"round": event.stream, "n": event.version, "text": "整改通知"},
-        created_at=event.timestamp,
+    return message_for(
+        event, topic, {"round": event.stream, "n": event.version, "text": "整改通知"}
     )
 
 
