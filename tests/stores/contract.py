@@ -719,6 +719,32 @@ class StoreContract:
         record_item(fresh, "R-1", "U-1", "P-after", "cmd-after")  # and it goes on working
         assert fresh.state("R-1") == fresh.replay("R-1")
 
+    def test_regression_an_edited_snapshot_cannot_change_who_may_act(
+        self, open_store: OpenStore, open_snapshots: OpenSnapshots
+    ) -> None:
+        """A stored snapshot's body could be edited and its unkeyed digest recomputed:
+        moving a unit to another organization let that unit's own office act on its
+        items as if it were independent, and ``verify()`` still passed."""
+        _, snap = snapshotted_round(open_store(), open_snapshots())
+        body = snap.body.replace('"organization_id":"org-U-1"', '"organization_id":"org-X"')
+        assert body != snap.body
+        forged = attrs_evolve(snap, body=body, digest=hashlib.sha256(body.encode()).hexdigest())
+        open_snapshots().save(forged)
+        fresh = Engine(
+            clock=ManualClock(START), log=open_store(), snapshots=open_snapshots(), snapshot_key=KEY
+        )
+        assert fresh.state("R-1").units["U-1"].organization_id == "org-U-1"  # replayed
+        insider = Actor(id="u1-office", role=Role.INSPECTION_OFFICE, organization="org-U-1")
+        version = open_store().version("R-1")
+        with pytest.raises(SeparationOfDuties):
+            fresh.fire(insider, "R-1", "item", "P-1", "withdraw", reason="不属实")
+        assert open_store().version("R-1") == version
+        report = fresh.verify()
+        assert {(f.stream, f.kind, f.version) for f in report.findings} == {
+            ("R-1", "snapshot", snap.version)
+        }
+        assert any("does not equal the replay" in f.message for f in report.findings)
+
     @pytest.mark.parametrize("damage", ["body", "head", "ahead"])
     def test_a_damaged_snapshot_is_ignored(
         self, open_store: OpenStore, open_snapshots: OpenSnapshots, damage: str
