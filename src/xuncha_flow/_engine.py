@@ -674,17 +674,8 @@ class Engine:
                     stream, keys, at, now, who, stream in left, select
                 )
             except (ClockBehind, DuplicateKey) as exc:
-                # this worker's clock lags the round's last event, or the store refuses
-                # the round's records (a stray rung key: see verify and rebuild_indexes):
-                # leave the round due, report it, sweep the others
-                _LOG.error("round %s is not swept: %s", stream, exc)
                 failed.append((stream, str(exc)))
-                for when, s, key in taken:
-                    if s == stream:
-                        self.agenda.push(when, s, key)
-                if claimed is not None and stream in mine:
-                    self.log.release(stream, due=at, worker=self.worker)
-                    claimed.remove(stream)
+                self._leave_due(stream, exc, taken, at, claimed)
                 done.add(stream)
                 continue
             except BaseException:
@@ -711,6 +702,25 @@ class Engine:
                         )
                     self.log.release(stream, due=due, worker=self.worker)
         return SweepReport(at=at, events=tuple(recorded), failed=tuple(failed))
+
+    def _leave_due(
+        self,
+        stream: str,
+        exc: Exception,
+        taken: Sequence[tuple[datetime, str, AgendaKey]],
+        at: datetime,
+        claimed: list[str] | None,
+    ) -> None:
+        """A round this sweep cannot record for (this worker's clock lags its last
+        event, or the store refuses its records: a stray rung key, see :meth:`verify`
+        and :meth:`rebuild_indexes`): put its entries back and leave it due."""
+        _LOG.error("round %s is not swept: %s", stream, exc)
+        for when, s, key in taken:
+            if s == stream:
+                self.agenda.push(when, s, key)
+        if claimed is not None and stream in claimed:
+            self.log.release(stream, due=at, worker=self.worker)
+            claimed.remove(stream)
 
     def _sweep_with_retries(
         self,
